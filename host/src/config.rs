@@ -1,0 +1,484 @@
+//! `plugins.toml` in two layers: [`RawConfig`] is the file as parsed, with
+//! spans on every value; [`Config`] is the resolved, validated form the rest
+//! of the host uses. Every error names `file:line:column`.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use hearth_plugin_api::EngineKind;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::{HostError, Result};
+
+/// The file name looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "plugins.toml";
+
+/// One of the three services Hearth runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    /// Text to speech.
+    Tts,
+    /// Speech to text.
+    Stt,
+    /// Chat.
+    Chat,
+}
+
+impl ServiceName {
+    /// All services, in display order.
+    pub const ALL: [ServiceName; 3] = [ServiceName::Tts, ServiceName::Stt, ServiceName::Chat];
+
+    /// The section name in `plugins.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tts => "tts",
+            Self::Stt => "stt",
+            Self::Chat => "chat",
+        }
+    }
+
+    /// The engine kind a plugin for this service must have.
+    pub fn kind(self) -> EngineKind {
+        match self {
+            Self::Tts => EngineKind::TTS,
+            Self::Stt => EngineKind::STT,
+            Self::Chat => EngineKind::CHAT,
+        }
+    }
+
+    /// Whether the service is required when `required` is not set: TTS and
+    /// chat are, STT is not (a person can still type).
+    pub fn required_by_default(self) -> bool {
+        !matches!(self, Self::Stt)
+    }
+
+    /// Parses a section name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Layer 1: the file as written.
+
+/// `plugins.toml` as parsed, before any validation beyond its shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[host]`.
+    #[serde(default)]
+    pub host: RawHost,
+    /// `[tts]`.
+    pub tts: Option<Spanned<RawService>>,
+    /// `[stt]`.
+    pub stt: Option<Spanned<RawService>>,
+    /// `[chat]`.
+    pub chat: Option<Spanned<RawService>>,
+    /// `[conversation]`.
+    #[serde(default)]
+    pub conversation: RawConversation,
+}
+
+/// `[host]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// Address and port to serve on.
+    pub listen: Option<Spanned<String>>,
+    /// Where plugin names are resolved.
+    pub plugin_dir: Option<Spanned<String>>,
+    /// Warm up right after loading.
+    pub auto_warmup: Option<bool>,
+    /// Longest time a plugin may take to load.
+    pub load_timeout: Option<Spanned<String>>,
+    /// Longest time a plugin may take to warm up.
+    pub warmup_timeout: Option<Spanned<String>>,
+    /// Longest time shutdown waits for connections and engines.
+    pub shutdown_timeout: Option<Spanned<String>>,
+}
+
+/// `[tts]`, `[stt]` or `[chat]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// A plugin name or a path.
+    pub plugin: Spanned<String>,
+    /// Whether READY waits for it.
+    pub required: Option<bool>,
+    /// Whether to load it at all.
+    pub enabled: Option<bool>,
+    /// Handed to the plugin as JSON.
+    pub config: Option<Spanned<toml::Table>>,
+}
+
+/// `[conversation]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConversation {
+    /// The system prompt of every conversation.
+    pub system_prompt: Option<String>,
+    /// Messages of history kept per connection.
+    pub max_history: Option<Spanned<i64>>,
+    /// Conversations served at once.
+    pub max_conversations: Option<Spanned<i64>>,
+    /// Longest utterance accepted.
+    pub max_utterance: Option<Spanned<String>>,
+    /// Largest WebSocket message accepted, in bytes.
+    pub max_message_bytes: Option<Spanned<i64>>,
+}
+
+// ---------------------------------------------------------------------------
+// Layer 2: resolved and validated.
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The file's directory; relative paths are resolved against it.
+    pub base_dir: PathBuf,
+    /// `[host]`.
+    pub host: HostConfig,
+    /// The configured services, keyed by name. A service without a section
+    /// is absent.
+    pub services: BTreeMap<ServiceName, ServiceConfig>,
+    /// `[conversation]`.
+    pub conversation: ConversationConfig,
+}
+
+/// `[host]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Default `127.0.0.1:8000`.
+    pub listen: SocketAddr,
+    /// Default: the directory of the `hearth` executable.
+    pub plugin_dir: PathBuf,
+    /// Default true.
+    pub auto_warmup: bool,
+    /// Default 120 s.
+    pub load_timeout: Duration,
+    /// Default 60 s.
+    pub warmup_timeout: Duration,
+    /// Default 10 s.
+    pub shutdown_timeout: Duration,
+}
+
+/// One service's section, resolved.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Which service.
+    pub name: ServiceName,
+    /// The `plugin` value as written.
+    pub plugin_spec: String,
+    /// The file it resolves to.
+    pub plugin_path: PathBuf,
+    /// Whether READY waits for it.
+    pub required: bool,
+    /// Whether it is loaded at all.
+    pub enabled: bool,
+    /// The `config` table as JSON text.
+    pub config_json: String,
+    /// `file:line:column` of the `config` table (or of the section), for
+    /// messages about it.
+    pub config_location: String,
+}
+
+/// `[conversation]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ConversationConfig {
+    /// Default: a short instruction to answer briefly, in speakable text.
+    pub system_prompt: String,
+    /// Default 20 messages.
+    pub max_history: usize,
+    /// Default 4.
+    pub max_conversations: usize,
+    /// Default 30 s.
+    pub max_utterance: Duration,
+    /// Default 1 MiB.
+    pub max_message_bytes: usize,
+}
+
+/// The system prompt used when `[conversation] system_prompt` is not set.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful voice assistant. Answer in one to three short sentences of plain text, without lists, markup or emoji.";
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| HostError::Config {
+            location: path.display().to_string(),
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let file = Located { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            file.error(span, e.message().trim_end())
+        })?;
+        let base_dir = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+        let host = resolve_host(&file, &base_dir, raw.host)?;
+        let mut services = BTreeMap::new();
+        for (name, section) in [
+            (ServiceName::Tts, raw.tts),
+            (ServiceName::Stt, raw.stt),
+            (ServiceName::Chat, raw.chat),
+        ] {
+            if let Some(section) = section {
+                let service = resolve_service(&file, &base_dir, &host.plugin_dir, name, section)?;
+                services.insert(name, service);
+            }
+        }
+        let conversation = resolve_conversation(&file, raw.conversation)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            base_dir,
+            host,
+            services,
+            conversation,
+        })
+    }
+}
+
+/// The file being validated, for turning spans into `file:line:column`.
+struct Located<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Located<'_> {
+    fn location(&self, span: Range<usize>) -> String {
+        let (line, column) = line_column(self.text, span.start);
+        format!("{}:{line}:{column}", self.path.display())
+    }
+
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> HostError {
+        HostError::Config {
+            location: self.location(span),
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn duration(file: &Located<'_>, value: Option<Spanned<String>>, key: &str, default: Duration) -> Result<Duration> {
+    let Some(value) = value else { return Ok(default) };
+    let parsed = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        file.error(
+            value.span(),
+            format!("`{key}` = {:?} is not a duration ({e}); write it like \"60s\", \"2m\" or \"1m 30s\"", value.get_ref()),
+        )
+    })?;
+    if parsed.is_zero() {
+        return Err(file.error(value.span(), format!("`{key}` must be longer than zero")));
+    }
+    Ok(parsed)
+}
+
+fn positive(file: &Located<'_>, value: Option<Spanned<i64>>, key: &str, default: usize) -> Result<usize> {
+    let Some(value) = value else { return Ok(default) };
+    match usize::try_from(*value.get_ref()) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(file.error(value.span(), format!("`{key}` must be a positive integer"))),
+    }
+}
+
+/// The directory of the running executable, where plugins are looked for by
+/// default (cargo puts the `hearth` binary and the plugin libraries side by
+/// side in `target/<profile>/`).
+pub fn executable_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<HostConfig> {
+    let listen = match raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+        Some(value) => value.get_ref().trim().parse().map_err(|_| {
+            file.error(
+                value.span(),
+                format!("`listen` = {:?} is not an address and port, e.g. \"127.0.0.1:8000\" or \"0.0.0.0:8000\"", value.get_ref()),
+            )
+        })?,
+    };
+    let plugin_dir = match raw.plugin_dir {
+        None => executable_dir(),
+        Some(dir) => hearth_plugin_api::resolve_path(base_dir, Path::new(dir.get_ref())),
+    };
+    Ok(HostConfig {
+        listen,
+        plugin_dir,
+        auto_warmup: raw.auto_warmup.unwrap_or(true),
+        load_timeout: duration(file, raw.load_timeout, "load_timeout", Duration::from_secs(120))?,
+        warmup_timeout: duration(file, raw.warmup_timeout, "warmup_timeout", Duration::from_secs(60))?,
+        shutdown_timeout: duration(file, raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(10))?,
+    })
+}
+
+/// The file a plugin name resolves to: `libhearth_<name>.so` in the plugin
+/// directory, with `-` turned into `_` as cargo does.
+pub fn plugin_file_name(name: &str) -> String {
+    format!("libhearth_{}.so", name.replace('-', "_"))
+}
+
+/// Resolves a `plugin` value: a value with a `/` or ending in `.so` is a
+/// path (relative to `plugins.toml`), anything else a name looked up in
+/// `plugin_dir`.
+pub fn resolve_plugin(spec: &str, base_dir: &Path, plugin_dir: &Path) -> PathBuf {
+    if spec.contains('/') || spec.ends_with(".so") {
+        hearth_plugin_api::resolve_path(base_dir, Path::new(spec))
+    } else {
+        plugin_dir.join(plugin_file_name(spec))
+    }
+}
+
+fn resolve_service(
+    file: &Located<'_>,
+    base_dir: &Path,
+    plugin_dir: &Path,
+    name: ServiceName,
+    section: Spanned<RawService>,
+) -> Result<ServiceConfig> {
+    let section_span = section.span();
+    let raw = section.into_inner();
+    let spec = raw.plugin.get_ref().trim().to_owned();
+    if spec.is_empty() {
+        return Err(file.error(raw.plugin.span(), "`plugin` is empty: give a plugin name (e.g. \"tts-piper\") or a path to a .so file"));
+    }
+    let (config_json, config_location) = match raw.config {
+        None => ("{}".to_owned(), file.location(section_span)),
+        Some(table) => {
+            let location = file.location(table.span());
+            let json = serde_json::to_string(table.get_ref()).map_err(|e| file.error(table.span(), format!("`config` cannot be handed to the plugin: {e}")))?;
+            (json, location)
+        }
+    };
+    Ok(ServiceConfig {
+        name,
+        plugin_path: resolve_plugin(&spec, base_dir, plugin_dir),
+        plugin_spec: spec,
+        required: raw.required.unwrap_or(name.required_by_default()),
+        enabled: raw.enabled.unwrap_or(true),
+        config_json,
+        config_location,
+    })
+}
+
+fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<ConversationConfig> {
+    Ok(ConversationConfig {
+        system_prompt: raw.system_prompt.unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+        max_history: positive(file, raw.max_history, "max_history", 20)?,
+        max_conversations: positive(file, raw.max_conversations, "max_conversations", 4)?,
+        max_utterance: duration(file, raw.max_utterance, "max_utterance", Duration::from_secs(30))?,
+        max_message_bytes: positive(file, raw.max_message_bytes, "max_message_bytes", 1 << 20)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("/etc/hearth/plugins.toml"), text)
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let config = parse("[tts]\nplugin = \"a\"\n[stt]\nplugin = \"b\"\n[chat]\nplugin = \"c\"\n").unwrap();
+        assert_eq!(config.host.listen.to_string(), "127.0.0.1:8000");
+        assert!(config.host.auto_warmup);
+        assert_eq!(config.host.warmup_timeout, Duration::from_secs(60));
+        assert!(config.services[&ServiceName::Tts].required);
+        assert!(!config.services[&ServiceName::Stt].required);
+        assert!(config.services[&ServiceName::Chat].required);
+        assert_eq!(config.services[&ServiceName::Tts].config_json, "{}");
+    }
+
+    #[test]
+    fn names_resolve_in_the_plugin_dir_and_paths_against_the_file() {
+        let config = parse("[host]\nplugin_dir = \"lib\"\n[tts]\nplugin = \"tts-piper\"\n[chat]\nplugin = \"./x/my.so\"\n").unwrap();
+        assert_eq!(
+            config.services[&ServiceName::Tts].plugin_path,
+            Path::new("/etc/hearth/lib/libhearth_tts_piper.so")
+        );
+        assert_eq!(config.services[&ServiceName::Chat].plugin_path, Path::new("/etc/hearth/./x/my.so"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_place_and_the_known_keys() {
+        let message = error_of("[host]\nlisten = \"127.0.0.1:1\"\nwarmup_timout = \"5s\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:3:1: unknown field `warmup_timout`"), "{message}");
+        assert!(message.contains("`warmup_timeout`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_sections_are_rejected() {
+        let message = error_of("[tss]\nplugin = \"x\"\n");
+        assert!(message.contains("plugins.toml:1:2: unknown field `tss`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let message = error_of("[host]\nwarmup_timeout = \"sixty\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:18: `warmup_timeout`"), "{message}");
+        let message = error_of("[host]\nlisten = \"localhost\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:10:"), "{message}");
+        let message = error_of("[tts]\nplugin = 3\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:10:"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let message = error_of("[tts\nplugin = \"x\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:1:"), "{message}");
+    }
+
+    #[test]
+    fn the_config_table_becomes_json() {
+        let config = parse("[tts]\nplugin = \"a\"\n[tts.config]\nvoice = \"v.onnx\"\nthreads = 1\n").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&config.services[&ServiceName::Tts].config_json).unwrap();
+        assert_eq!(json, serde_json::json!({"voice": "v.onnx", "threads": 1}));
+        assert_eq!(config.services[&ServiceName::Tts].config_location, "/etc/hearth/plugins.toml:3:1");
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        assert_eq!(line_column("é = 1\nab", 8), (2, 2));
+    }
+}

@@ -1,0 +1,146 @@
+//! The host's one error type.
+
+use std::path::PathBuf;
+
+use crate::config::ServiceName;
+
+/// Everything that can go wrong in the host, with messages meant for the
+/// operator reading them: each says what failed and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// `plugins.toml` is unreadable or invalid. `location` is
+    /// `file:line:column`.
+    #[error("{location}: {message}")]
+    Config {
+        /// `file:line:column` (or just the file when no position applies).
+        location: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A plugin file was refused before any of its code ran, or while
+    /// `abi_stable` checked it.
+    #[error("plugin {name} at {path} refused: {reason}")]
+    PluginRefused {
+        /// The plugin's name (its file stem when it is not a Hearth plugin).
+        name: String,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Why, with both ABI versions when they are the reason.
+        reason: String,
+    },
+
+    /// A plugin file does not exist.
+    #[error("plugin file {path} not found{hint}")]
+    PluginMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// What to do, starting with `: `.
+        hint: String,
+    },
+
+    /// An engine call returned an error or panicked.
+    #[error("{service}: {message}")]
+    Engine {
+        /// The service the engine serves.
+        service: ServiceName,
+        /// The plugin's message.
+        message: String,
+    },
+
+    /// A service is not in the configuration.
+    #[error("unknown service `{0}`: the services are tts, stt and chat")]
+    UnknownService(String),
+
+    /// A service exists but cannot serve right now.
+    #[error("{service} is not ready: {reason}")]
+    NotReady {
+        /// The service.
+        service: ServiceName,
+        /// Its state, in words.
+        reason: String,
+    },
+
+    /// The request conflicts with work already running.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No such endpoint.
+    #[error("no endpoint {method} {path}; see the API list in README.md")]
+    NoRoute {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+
+    /// The endpoint exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+
+    /// Anything else, with its message.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl HostError {
+    /// The process exit code for this error: 2 for configuration mistakes
+    /// (as for command-line mistakes), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The host's result type.
+pub type Result<T, E = HostError> = std::result::Result<T, E>;
+
+impl HostError {
+    /// The HTTP status and the stable error code of this error.
+    pub fn status_and_code(&self) -> (axum::http::StatusCode, &'static str) {
+        use axum::http::StatusCode;
+        match self {
+            Self::UnknownService(_) => (StatusCode::NOT_FOUND, "unknown_service"),
+            Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Engine { .. } => (StatusCode::BAD_GATEWAY, "engine_error"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// The one way errors become HTTP responses: `{"error": {"code", "message"}}`.
+/// Errors the client can act on carry their message; internal ones are
+/// logged in full and answered with a generic message.
+impl axum::response::IntoResponse for HostError {
+    fn into_response(self) -> axum::response::Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!("request failed: {self}");
+            "internal error; the server log has the details".to_owned()
+        } else {
+            self.to_string()
+        };
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,26 @@
+//! Hearth's host: loads TTS, STT and chat engines as plugins named in
+//! `plugins.toml`, warms them, tracks readiness and serves it.
+//!
+//! The `hearth` binary is glue around these modules:
+//!
+//! * [`config`]: `plugins.toml`, raw and resolved.
+//! * [`plugin`]: opening plugin libraries and calling their engines.
+//! * [`readiness`]: the state machine and its `watch` channel.
+//! * [`services`]: the supervisor that loads, warms, retries and probes.
+//! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
+//! * [`server`]: binding, startup and graceful shutdown.
+//! * [`cli`]: the command line and what each command does.
+//! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
+
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod plugin;
+pub mod readiness;
+pub mod readiness_api;
+pub mod router;
+pub mod server;
+pub mod services;
+
+pub use error::{HostError, Result};

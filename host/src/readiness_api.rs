@@ -1,0 +1,237 @@
+//! Handlers of the readiness endpoints (listed in [`crate::router`]).
+//!
+//! `/api/ready` and `/api/health` answer with bodies the tracker serialized
+//! when the state last changed, so a request costs a clone of a `Bytes`.
+//! The stream endpoints wake on the tracker's `watch` channel: an event goes
+//! out as soon as a transition happens, with no polling.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{
+        ws::{Message, WebSocket, WebSocketUpgrade},
+        Path, Query, State,
+    },
+    http::{header, HeaderValue, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use futures_util::{stream, Stream};
+use serde::Deserialize;
+
+use crate::{
+    config::ServiceName,
+    error::HostError,
+    readiness::{ReadinessRx, Snapshot},
+    router::AppState,
+};
+
+/// Seconds a client should wait before asking again while not ready.
+const RETRY_AFTER_SECS: &str = "1";
+
+fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn not_ready_headers(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    response
+}
+
+/// `GET /livez`.
+pub async fn livez() -> Response {
+    let mut response = (StatusCode::OK, "ok\n").into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /readyz`.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let snapshot = state.readiness.current();
+    if snapshot.is_ready() {
+        let mut response = (StatusCode::OK, "ready\n").into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    } else {
+        let body = format!("{}\n", snapshot.state.as_str());
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        not_ready_headers(response)
+    }
+}
+
+/// `GET /api/ready`.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let snapshot = state.readiness.current();
+    if snapshot.is_ready() {
+        json_response(StatusCode::OK, snapshot.ready_json.clone())
+    } else {
+        not_ready_headers(json_response(StatusCode::SERVICE_UNAVAILABLE, snapshot.ready_json.clone()))
+    }
+}
+
+/// `GET /api/health`.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let snapshot = state.readiness.current();
+    let status = if snapshot.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, snapshot.health_json.clone())
+}
+
+/// `?follow=true` on the stream endpoints.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    /// Keep the stream open after READY or ERROR.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// Yields the current snapshot at once, then each new one, until the state
+/// settles (unless `follow`) or the server shuts down.
+fn snapshots(mut rx: ReadinessRx, follow: bool, shutdown: tokio_util::sync::CancellationToken) -> impl Stream<Item = Arc<Snapshot>> {
+    let first = rx.mark_seen();
+    stream::unfold((rx, Some(first), false), move |(mut rx, first, done)| {
+        let shutdown = shutdown.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let snapshot = match first {
+                Some(s) => s,
+                None => tokio::select! {
+                    next = rx.changed() => next?,
+                    () = shutdown.cancelled() => return None,
+                },
+            };
+            let done = !follow && snapshot.state.is_settled();
+            Some((snapshot, (rx, None, done)))
+        }
+    })
+}
+
+fn body_text(snapshot: &Snapshot) -> String {
+    String::from_utf8_lossy(&snapshot.ready_json).into_owned()
+}
+
+/// `GET /api/ready/stream`.
+pub async fn ready_stream(
+    State(state): State<AppState>,
+    Query(query): Query<StreamQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.supervisor.subscribe();
+    let events = futures_util::StreamExt::map(snapshots(rx, query.follow, state.shutdown.clone()), |s| {
+        Ok(Event::default().id(s.version.to_string()).data(body_text(&s)))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+}
+
+/// `GET /ws/ready`.
+pub async fn ready_ws(
+    State(state): State<AppState>,
+    Query(query): Query<StreamQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| push_readiness(socket, state, query.follow))
+}
+
+async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
+    let rx = state.supervisor.subscribe();
+    let mut snapshots = Box::pin(snapshots(rx, follow, state.shutdown.clone()));
+    loop {
+        tokio::select! {
+            next = futures_util::StreamExt::next(&mut snapshots) => {
+                let Some(snapshot) = next else { break };
+                if socket.send(Message::Text(body_text(&snapshot).into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Pings are answered by the WebSocket layer; other messages
+                // from the client are ignored; a close or error ends it.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: 1000,
+            reason: "readiness settled".into(),
+        })))
+        .await;
+}
+
+/// `POST /api/warmup`.
+pub async fn warmup(State(state): State<AppState>) -> Result<Response, HostError> {
+    let snapshot = state.readiness.current();
+    if !snapshot.services.values().any(|s| s.phase == crate::readiness::Phase::Ready) {
+        return Err(HostError::Conflict(format!(
+            "no service is ready to warm up (state {})",
+            snapshot.state.as_str()
+        )));
+    }
+    let results = state.supervisor.rewarm().await?;
+    let ok = results.iter().all(|r| r.ok);
+    Ok(Json(serde_json::json!({ "ok": ok, "services": results })).into_response())
+}
+
+/// `POST /api/services/{name}/retry`.
+pub async fn retry(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, HostError> {
+    let service = ServiceName::parse(&name).ok_or(HostError::UnknownService(name))?;
+    state.supervisor.retry(service)?;
+    let body = serde_json::json!({
+        "accepted": true,
+        "service": service,
+        "message": format!("{service} is starting again; follow /api/ready/stream for its progress"),
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `GET /ws/test`.
+pub async fn test_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| echo(socket, state))
+}
+
+async fn echo(mut socket: WebSocket, state: AppState) {
+    let snapshot = state.readiness.current();
+    let ready: serde_json::Value = serde_json::from_slice(&snapshot.ready_json).unwrap_or_default();
+    let hello = serde_json::json!({ "type": "connected", "ready": snapshot.is_ready(), "state": snapshot.state, "readiness": ready });
+    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return;
+    }
+    loop {
+        let incoming = tokio::select! {
+            m = socket.recv() => m,
+            () = state.shutdown.cancelled() => break,
+        };
+        let reply = match incoming {
+            Some(Ok(Message::Text(text))) => Message::Text(text),
+            Some(Ok(Message::Binary(data))) => Message::Binary(data),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+        };
+        if socket.send(reply).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+

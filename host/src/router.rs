@@ -1,0 +1,81 @@
+//! Every HTTP endpoint Hearth serves, in one place.
+//!
+//! | Method | Path | What |
+//! |---|---|---|
+//! | GET | `/livez` | Liveness: 200 while the process serves; no engine involved. |
+//! | GET | `/readyz` | Readiness for probes: 200 when READY, 503 otherwise; tiny body. |
+//! | GET | `/api/ready` | Readiness as JSON (state, progress, services, errors); 200 when READY, 503 with `Retry-After` otherwise. |
+//! | GET | `/api/health` | Are the services installed and configured; never waits on loading; 503 only when a required service is not installed or disabled. |
+//! | GET | `/api/ready/stream` | Server-Sent Events: the state now, then one event per change; ends after READY or ERROR unless `?follow=true`. |
+//! | GET | `/ws/ready` | The same events over WebSocket. |
+//! | POST | `/api/warmup` | Re-runs warmup of the ready services; 409 while one runs. |
+//! | POST | `/api/services/{name}/retry` | Retries a failed service; 202, 404 unknown, 409 not failed. |
+//! | GET | `/ws/test` | WebSocket connectivity check: greets with the readiness, echoes, answers pings. |
+//!
+//! Anything else answers a JSON error (404 or 405) from [`HostError`].
+
+use std::time::Instant;
+
+use axum::{
+    http::{Method, Uri},
+    routing::{get, post},
+    Router,
+};
+
+use crate::{error::HostError, readiness::ReadinessRx, readiness_api, services::Supervisor};
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Runs the engines.
+    pub supervisor: Supervisor,
+    /// Reads the readiness state.
+    pub readiness: ReadinessRx,
+    /// Cancelled when the server shuts down; long-lived streams end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State for a supervisor.
+    pub fn new(supervisor: Supervisor) -> Self {
+        Self {
+            readiness: supervisor.subscribe(),
+            supervisor,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Builds the router with every endpoint listed in this module's header.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/livez", get(readiness_api::livez))
+        .route("/readyz", get(readiness_api::readyz))
+        .route("/api/ready", get(readiness_api::ready))
+        .route("/api/health", get(readiness_api::health))
+        .route("/api/ready/stream", get(readiness_api::ready_stream))
+        .route("/ws/ready", get(readiness_api::ready_ws))
+        .route("/api/warmup", post(readiness_api::warmup))
+        .route("/api/services/{name}/retry", post(readiness_api::retry))
+        .route("/ws/test", get(readiness_api::test_ws))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> HostError {
+    HostError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> HostError {
+    HostError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}

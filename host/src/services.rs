@@ -1,0 +1,459 @@
+//! The service supervisor: opens each configured plugin, loads and warms
+//! its engine with timeouts, all services in parallel, and owns the
+//! [`ReadinessTx`] through which every step is published.
+//!
+//! Each service has one slot holding its active engine behind an `Arc`.
+//! Loading happens beside the slot and the finished engine replaces the
+//! slot's content in one step, so a retry (and, later, a swap of engines at
+//! run time) never leaves callers with a half-loaded engine: anyone holding
+//! the old `Arc` finishes with the old engine.
+//!
+//! Plugin calls that may block for long (`load`, `warmup`) run on their own
+//! OS thread, not on tokio's blocking pool: a hung plugin's thread is
+//! abandoned when its timeout fires (its late result is dropped), and an
+//! abandoned thread must not keep the runtime from shutting down.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    config::{Config, ServiceConfig, ServiceName},
+    error::{HostError, Result},
+    plugin::{Engine, LoadObserver, Plugin},
+    readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx},
+};
+
+/// Runs and watches the engines; cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    libraries: crate::plugin::Libraries,
+    tx: ReadinessTx,
+    slots: BTreeMap<ServiceName, Slot>,
+    warmup_running: AtomicBool,
+}
+
+struct Slot {
+    config: Option<ServiceConfig>,
+    /// The engine that serves requests. Replaced whole, never mutated.
+    active: RwLock<Option<Arc<Engine>>>,
+    /// A start or retry of this service is running.
+    starting: AtomicBool,
+}
+
+/// Per-service outcome of a forced re-warm.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RewarmResult {
+    /// The service.
+    pub service: ServiceName,
+    /// Whether it warmed.
+    pub ok: bool,
+    /// How long it took, when it worked.
+    pub warmup_time_ms: Option<u64>,
+    /// Why not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+struct Observer {
+    tx: ReadinessTx,
+    service: ServiceName,
+    cancel: Arc<AtomicBool>,
+    loading: bool,
+}
+
+impl LoadObserver for Observer {
+    fn progress(&self, fraction: f32, message: &str) {
+        if self.loading {
+            self.tx.load_progress(self.service, fraction, message);
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    fn service(&self) -> &str {
+        self.service.as_str()
+    }
+}
+
+/// Runs `f` on a new OS thread and waits at most `timeout` for it. On
+/// timeout `cancel` is set (so a cooperative plugin can stop) and the
+/// thread is abandoned: whatever it returns later is dropped.
+async fn on_thread<T: Send + 'static>(
+    label: String,
+    timeout: Duration,
+    cancel: Arc<AtomicBool>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name(label.clone()).spawn(move || {
+        let _ = done_tx.send(f());
+    });
+    if let Err(e) = spawned {
+        return Err(format!("cannot start a thread for {label}: {e}"));
+    }
+    match tokio::time::timeout(timeout, done_rx).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(format!("{label} ended without an answer (the host thread panicked)")),
+        Err(_) => {
+            cancel.store(true, Ordering::Relaxed);
+            Err(format!("timed out after {}", humantime::format_duration(timeout)))
+        }
+    }
+}
+
+impl Supervisor {
+    /// Sets up the slots and the tracker; nothing is loaded yet.
+    pub fn new(config: Config) -> (Self, ReadinessRx) {
+        let (tx, rx) = readiness::channel(ServiceName::ALL.into_iter().map(|name| {
+            let required = config
+                .services
+                .get(&name)
+                .map_or(name.required_by_default(), |s| s.required);
+            (name, required)
+        }));
+        let slots = ServiceName::ALL
+            .into_iter()
+            .map(|name| {
+                let slot = Slot {
+                    config: config.services.get(&name).cloned(),
+                    active: RwLock::new(None),
+                    starting: AtomicBool::new(false),
+                };
+                (name, slot)
+            })
+            .collect();
+        let inner = Inner {
+            config,
+            libraries: Default::default(),
+            tx,
+            slots,
+            warmup_running: AtomicBool::new(false),
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// The configuration it runs.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A new reader of the readiness state.
+    pub fn subscribe(&self) -> ReadinessRx {
+        self.inner.tx.subscribe()
+    }
+
+    /// Starts every service at once and returns when all have settled
+    /// (ready, failed or not installed).
+    pub async fn start(&self) {
+        let tasks: Vec<_> = ServiceName::ALL
+            .into_iter()
+            .map(|name| {
+                let this = self.clone();
+                tokio::spawn(async move { this.bring_up(name).await })
+            })
+            .collect();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!("a service task ended abnormally: {e}");
+            }
+        }
+    }
+
+    /// The engine serving `name`, when it is ready.
+    pub fn engine(&self, name: ServiceName) -> Option<Arc<Engine>> {
+        let slot = self.inner.slots.get(&name)?;
+        if self.inner.tx.subscribe().current().service(name)?.phase != Phase::Ready {
+            return None;
+        }
+        slot.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts a failed (or not installed) service again, in the background.
+    pub fn retry(&self, name: ServiceName) -> Result<()> {
+        let snapshot = self.inner.tx.subscribe().current();
+        let Some(record) = snapshot.service(name) else {
+            return Err(HostError::UnknownService(name.to_string()));
+        };
+        let slot = &self.inner.slots[&name];
+        if slot.config.is_none() {
+            return Err(HostError::Conflict(format!(
+                "{name} has no section in plugins.toml; add one and restart Hearth"
+            )));
+        }
+        if !matches!(record.phase, Phase::Failed { .. } | Phase::NotInstalled { .. }) {
+            return Err(HostError::Conflict(format!(
+                "{name} is {}, not failed; only a failed service can be retried",
+                record.phase.status()
+            )));
+        }
+        if slot.starting.load(Ordering::Acquire) {
+            return Err(HostError::Conflict(format!("{name} is already starting")));
+        }
+        self.inner.tx.retrying(name);
+        let this = self.clone();
+        tokio::spawn(async move { this.bring_up(name).await });
+        Ok(())
+    }
+
+    async fn bring_up(&self, name: ServiceName) {
+        let slot = &self.inner.slots[&name];
+        if slot.starting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.bring_up_inner(name, slot).await;
+        slot.starting.store(false, Ordering::Release);
+    }
+
+    async fn bring_up_inner(&self, name: ServiceName, slot: &Slot) {
+        let tx = &self.inner.tx;
+        let host = &self.inner.config.host;
+        let Some(config) = slot.config.clone() else {
+            tx.disabled(name, format!("no [{name}] section in plugins.toml"));
+            return;
+        };
+        if !config.enabled {
+            tx.disabled(name, "disabled in plugins.toml (enabled = false)".to_owned());
+            return;
+        }
+        let plugin = match self.open(&config).await {
+            Ok(plugin) => plugin,
+            Err(reason) => {
+                tx.not_installed(name, reason);
+                return;
+            }
+        };
+        let meta = &plugin.meta;
+        tx.loading(
+            name,
+            PluginLabel {
+                name: meta.name.clone(),
+                version: meta.version.clone(),
+            },
+        );
+        let engine = match plugin.new_engine() {
+            Ok(engine) => Arc::new(engine),
+            Err(e) => {
+                tx.failed(name, format!("plugin {} could not make an engine: {e}", meta.name));
+                return;
+            }
+        };
+
+        let started = Instant::now();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let observer = Observer {
+            tx: tx.clone(),
+            service: name,
+            cancel: Arc::clone(&cancel),
+            loading: true,
+        };
+        let loading = Arc::clone(&engine);
+        let base_dir = self.inner.config.base_dir.clone();
+        let config_json = config.config_json.clone();
+        let load = on_thread(format!("load-{name}"), host.load_timeout, cancel, move || {
+            loading.load(&config_json, &base_dir, &observer)
+        })
+        .await;
+        match load {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return tx.failed(name, e),
+            Err(e) => return tx.failed(name, format!("load {e}")),
+        }
+        let load_time = started.elapsed();
+        let info = engine.describe();
+        let engine_label = format!("{} {}", info.name, info.engine_version).trim().to_owned();
+        let model = info.model.into_option().map(|m| m.into_string());
+        tx.loaded(name, engine_label, model, load_time, host.auto_warmup);
+
+        if host.auto_warmup {
+            match self.warm(name, &engine).await {
+                Ok((time, warmed)) => {
+                    let model = engine.describe().model.into_option().map(|m| m.into_string());
+                    self.activate(slot, engine);
+                    tx.warmed(name, time, warmed, model);
+                }
+                Err(e) => tx.failed(name, e),
+            }
+        } else {
+            self.activate(slot, engine);
+        }
+    }
+
+    /// Puts a loaded engine in its slot; the engine it replaces (if any) is
+    /// shut down once nobody uses it any more.
+    fn activate(&self, slot: &Slot, engine: Arc<Engine>) {
+        let old = slot.active.write().unwrap_or_else(|e| e.into_inner()).replace(engine);
+        if let Some(old) = old {
+            std::thread::spawn(move || old.shutdown());
+        }
+    }
+
+    async fn open(&self, config: &ServiceConfig) -> std::result::Result<Arc<Plugin>, String> {
+        let path = config.plugin_path.clone();
+        let this = self.clone();
+        let opened = tokio::task::spawn_blocking(move || this.inner.libraries.open(&path))
+            .await
+            .map_err(|e| format!("opening the plugin failed: {e}"))?;
+        let plugin = opened.map_err(|e| match e {
+            HostError::PluginMissing { path, .. } => format!(
+                "plugin file {} not found (from `plugin = {:?}` at {}); build it with `cargo build --release` or fix the path",
+                path.display(),
+                config.plugin_spec,
+                config.config_location,
+            ),
+            other => other.to_string(),
+        })?;
+        let want = config.name.kind();
+        if plugin.meta.kind != want {
+            return Err(format!(
+                "plugin {} at {} is a {} engine, but [{}] needs a {} engine",
+                plugin.meta.name,
+                plugin.meta.path.display(),
+                plugin.meta.kind,
+                config.name,
+                want
+            ));
+        }
+        Ok(plugin)
+    }
+
+    async fn warm(&self, name: ServiceName, engine: &Arc<Engine>) -> std::result::Result<(Duration, String), String> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let observer = Observer {
+            tx: self.inner.tx.clone(),
+            service: name,
+            cancel: Arc::clone(&cancel),
+            loading: false,
+        };
+        let warming = Arc::clone(engine);
+        let started = Instant::now();
+        let timeout = self.inner.config.host.warmup_timeout;
+        match on_thread(format!("warmup-{name}"), timeout, cancel, move || warming.warmup(&observer)).await {
+            Ok(Ok(report)) => Ok((started.elapsed(), report.warmed.into_string())),
+            Ok(Err(e)) => Err(format!("warmup failed: {e}")),
+            Err(e) => Err(format!("warmup {e}")),
+        }
+    }
+
+    /// Re-runs warmup of every ready service at once; refused while another
+    /// re-warm runs.
+    pub async fn rewarm(&self) -> Result<Vec<RewarmResult>> {
+        if self.inner.warmup_running.swap(true, Ordering::AcqRel) {
+            return Err(HostError::Conflict("a warmup is already running".to_owned()));
+        }
+        let ready: Vec<_> = ServiceName::ALL
+            .into_iter()
+            .filter_map(|name| self.engine(name).map(|e| (name, e)))
+            .collect();
+        let tasks: Vec<_> = ready
+            .into_iter()
+            .map(|(name, engine)| {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.inner.tx.rewarm(name, true, None);
+                    let result = this.warm(name, &engine).await;
+                    match result {
+                        Ok((time, warmed)) => {
+                            this.inner.tx.rewarm(name, false, Some((time, warmed)));
+                            RewarmResult {
+                                service: name,
+                                ok: true,
+                                warmup_time_ms: Some(time.as_millis() as u64),
+                                error: None,
+                            }
+                        }
+                        Err(error) => {
+                            this.inner.tx.rewarm(name, false, None);
+                            RewarmResult {
+                                service: name,
+                                ok: false,
+                                warmup_time_ms: None,
+                                error: Some(error),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            match task.await {
+                Ok(r) => results.push(r),
+                Err(e) => tracing::error!("a warmup task ended abnormally: {e}"),
+            }
+        }
+        self.inner.warmup_running.store(false, Ordering::Release);
+        Ok(results)
+    }
+
+    /// Probes the health of every ready service, every `interval`, and
+    /// publishes changes. Runs until the supervisor is dropped.
+    pub fn spawn_health_probes(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let this = Supervisor { inner };
+                for name in ServiceName::ALL {
+                    let Some(engine) = this.engine(name) else { continue };
+                    let probe = on_thread(
+                        format!("health-{name}"),
+                        Duration::from_secs(5),
+                        Arc::new(AtomicBool::new(false)),
+                        move || engine.health(),
+                    )
+                    .await;
+                    this.inner.tx.health(name, probe.and_then(|r| r));
+                }
+            }
+        })
+    }
+
+    /// Calls every engine's `shutdown`, waiting at most `timeout` in all.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let engines: Vec<_> = self
+            .inner
+            .slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                let engine = slot.active.write().unwrap_or_else(|e| e.into_inner()).take()?;
+                Some((*name, engine))
+            })
+            .collect();
+        let deadline = Instant::now() + timeout;
+        for (name, engine) in engines {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = on_thread(
+                format!("shutdown-{name}"),
+                left.max(Duration::from_millis(1)),
+                Arc::new(AtomicBool::new(false)),
+                move || engine.shutdown(),
+            )
+            .await;
+            match result {
+                Ok(()) => tracing::info!(service = %name, "engine shut down"),
+                Err(e) => tracing::warn!(service = %name, "engine shutdown {e}"),
+            }
+        }
+    }
+}
