@@ -168,7 +168,11 @@ fn check(path: &Path) -> Result<i32> {
             continue;
         };
         if !service.enabled {
-            let note = if service.required { " — but it is required, so Hearth will never be ready" } else { "" };
+            let note = if service.required {
+                " — but it is required, so Hearth will never be ready"
+            } else {
+                ""
+            };
             problems += usize::from(service.required);
             println!("  {name}: disabled{note}");
             continue;
@@ -182,10 +186,12 @@ fn check(path: &Path) -> Result<i32> {
                     name.kind()
                 )));
             }
-            plugin.check_config(&service.config_json).map_err(|e| HostError::Config {
-                location: service.config_location.clone(),
-                message: format!("[{name}.config]: {e}"),
-            })?;
+            plugin
+                .check_config(&service.config_json)
+                .map_err(|e| HostError::Config {
+                    location: service.config_location.clone(),
+                    message: format!("[{name}.config]: {e}"),
+                })?;
             Ok(plugin)
         });
         match verdict {
@@ -289,7 +295,9 @@ fn load_one(config: &Config, name: ServiceName) -> Result<(Arc<Engine>, Duration
             name.kind()
         )));
     }
-    let engine = plugin.new_engine().map_err(|message| HostError::Engine { service: name, message })?;
+    let engine = plugin
+        .new_engine()
+        .map_err(|message| HostError::Engine { service: name, message })?;
     let started = Instant::now();
     engine
         .load(&service.config_json, &config.base_dir, &StderrProgress(name))
@@ -322,7 +330,9 @@ fn speak(path: &Path, text: &str, output: &Path, json: bool) -> Result<i32> {
     let synth_time = started.elapsed();
     engine.shutdown();
     if rate == 0 {
-        return Err(HostError::Other("the engine produced no audio (was the text empty?)".to_owned()));
+        return Err(HostError::Other(
+            "the engine produced no audio (was the text empty?)".to_owned(),
+        ));
     }
     crate::audio::write_wav(output, rate, &samples)?;
     let audio_secs = samples.len() as f64 / f64::from(rate);

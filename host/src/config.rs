@@ -296,7 +296,10 @@ fn duration(file: &Located<'_>, value: Option<Spanned<String>>, key: &str, defau
     let parsed = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
         file.error(
             value.span(),
-            format!("`{key}` = {:?} is not a duration ({e}); write it like \"60s\", \"2m\" or \"1m 30s\"", value.get_ref()),
+            format!(
+                "`{key}` = {:?} is not a duration ({e}); write it like \"60s\", \"2m\" or \"1m 30s\"",
+                value.get_ref()
+            ),
         )
     })?;
     if parsed.is_zero() {
@@ -329,7 +332,10 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
         Some(value) => value.get_ref().trim().parse().map_err(|_| {
             file.error(
                 value.span(),
-                format!("`listen` = {:?} is not an address and port, e.g. \"127.0.0.1:8000\" or \"0.0.0.0:8000\"", value.get_ref()),
+                format!(
+                    "`listen` = {:?} is not an address and port, e.g. \"127.0.0.1:8000\" or \"0.0.0.0:8000\"",
+                    value.get_ref()
+                ),
             )
         })?,
     };
@@ -375,13 +381,17 @@ fn resolve_service(
     let raw = section.into_inner();
     let spec = raw.plugin.get_ref().trim().to_owned();
     if spec.is_empty() {
-        return Err(file.error(raw.plugin.span(), "`plugin` is empty: give a plugin name (e.g. \"tts-piper\") or a path to a .so file"));
+        return Err(file.error(
+            raw.plugin.span(),
+            "`plugin` is empty: give a plugin name (e.g. \"tts-piper\") or a path to a .so file",
+        ));
     }
     let (config_json, config_location) = match raw.config {
         None => ("{}".to_owned(), file.location(section_span)),
         Some(table) => {
             let location = file.location(table.span());
-            let json = serde_json::to_string(table.get_ref()).map_err(|e| file.error(table.span(), format!("`config` cannot be handed to the plugin: {e}")))?;
+            let json = serde_json::to_string(table.get_ref())
+                .map_err(|e| file.error(table.span(), format!("`config` cannot be handed to the plugin: {e}")))?;
             (json, location)
         }
     };
@@ -432,18 +442,26 @@ mod tests {
 
     #[test]
     fn names_resolve_in_the_plugin_dir_and_paths_against_the_file() {
-        let config = parse("[host]\nplugin_dir = \"lib\"\n[tts]\nplugin = \"tts-piper\"\n[chat]\nplugin = \"./x/my.so\"\n").unwrap();
+        let config =
+            parse("[host]\nplugin_dir = \"lib\"\n[tts]\nplugin = \"tts-piper\"\n[chat]\nplugin = \"./x/my.so\"\n")
+                .unwrap();
         assert_eq!(
             config.services[&ServiceName::Tts].plugin_path,
             Path::new("/etc/hearth/lib/libhearth_tts_piper.so")
         );
-        assert_eq!(config.services[&ServiceName::Chat].plugin_path, Path::new("/etc/hearth/./x/my.so"));
+        assert_eq!(
+            config.services[&ServiceName::Chat].plugin_path,
+            Path::new("/etc/hearth/./x/my.so")
+        );
     }
 
     #[test]
     fn unknown_keys_name_the_place_and_the_known_keys() {
         let message = error_of("[host]\nlisten = \"127.0.0.1:1\"\nwarmup_timout = \"5s\"\n");
-        assert!(message.starts_with("/etc/hearth/plugins.toml:3:1: unknown field `warmup_timout`"), "{message}");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:3:1: unknown field `warmup_timout`"),
+            "{message}"
+        );
         assert!(message.contains("`warmup_timeout`"), "{message}");
     }
 
@@ -456,7 +474,10 @@ mod tests {
     #[test]
     fn bad_values_point_at_the_value() {
         let message = error_of("[host]\nwarmup_timeout = \"sixty\"\n");
-        assert!(message.starts_with("/etc/hearth/plugins.toml:2:18: `warmup_timeout`"), "{message}");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:2:18: `warmup_timeout`"),
+            "{message}"
+        );
         let message = error_of("[host]\nlisten = \"localhost\"\n");
         assert!(message.starts_with("/etc/hearth/plugins.toml:2:10:"), "{message}");
         let message = error_of("[tts]\nplugin = 3\n");
@@ -474,7 +495,10 @@ mod tests {
         let config = parse("[tts]\nplugin = \"a\"\n[tts.config]\nvoice = \"v.onnx\"\nthreads = 1\n").unwrap();
         let json: serde_json::Value = serde_json::from_str(&config.services[&ServiceName::Tts].config_json).unwrap();
         assert_eq!(json, serde_json::json!({"voice": "v.onnx", "threads": 1}));
-        assert_eq!(config.services[&ServiceName::Tts].config_location, "/etc/hearth/plugins.toml:3:1");
+        assert_eq!(
+            config.services[&ServiceName::Tts].config_location,
+            "/etc/hearth/plugins.toml:3:1"
+        );
     }
 
     #[test]

@@ -20,9 +20,9 @@ use abi_stable::{
     std_types::{RResult, RSlice, RStr},
 };
 use hearth_plugin_api::{
-    AbiVersion, AudioChunk, AudioSink, AudioSink_TO, ChatMessage, ChatReport, EngineBox, EngineInfo, EngineKind,
-    Flow, HostContext_TO, HostRef, LoadRequest, PcmInput, PluginModRef, TokenSink, TokenSink_TO, Transcript,
-    WarmupReport, ABI_VERSION,
+    AbiVersion, AudioChunk, AudioSink, AudioSink_TO, ChatMessage, ChatReport, EngineBox, EngineInfo, EngineKind, Flow,
+    HostContext_TO, HostRef, LoadRequest, PcmInput, PluginModRef, TokenSink, TokenSink_TO, Transcript, WarmupReport,
+    ABI_VERSION,
 };
 use object::{Object, ObjectSymbol};
 
@@ -137,12 +137,20 @@ fn validate_file(path: &Path, stem: &str) -> Result<()> {
         source,
     })?;
     if !data.starts_with(b"\x7fELF") {
-        return Err(refused(path, stem, "not a Hearth plugin: the file is not an ELF shared library"));
+        return Err(refused(
+            path,
+            stem,
+            "not a Hearth plugin: the file is not an ELF shared library",
+        ));
     }
     let file = object::File::parse(&*data)
         .map_err(|e| refused(path, stem, format!("not a Hearth plugin: unreadable ELF file ({e})")))?;
     if file.kind() != object::ObjectKind::Dynamic {
-        return Err(refused(path, stem, "not a Hearth plugin: the file is not a shared library"));
+        return Err(refused(
+            path,
+            stem,
+            "not a Hearth plugin: the file is not a shared library",
+        ));
     }
     let exported = file
         .dynamic_symbols()
@@ -273,7 +281,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("plugin", &self.plugin.meta.name).finish()
+        f.debug_struct("Engine")
+            .field("plugin", &self.plugin.meta.name)
+            .finish()
     }
 }
 
@@ -296,7 +306,12 @@ impl Engine {
     }
 
     /// Loads the model.
-    pub fn load(&self, config_json: &str, base_dir: &Path, observer: &dyn LoadObserver) -> std::result::Result<(), String> {
+    pub fn load(
+        &self,
+        config_json: &str,
+        base_dir: &Path,
+        observer: &dyn LoadObserver,
+    ) -> std::result::Result<(), String> {
         let base_dir = base_dir.to_string_lossy();
         let request = LoadRequest {
             config_json: RStr::from_str(config_json),
@@ -327,7 +342,10 @@ impl Engine {
     /// Speaks `text`, one chunk per sentence, into `sink`.
     pub fn synthesize(&self, text: &str, sink: impl FnMut(AudioChunk) -> Flow) -> std::result::Result<(), String> {
         let mut sink = FnAudioSink(sink);
-        into_result(self.engine.synthesize(RStr::from_str(text), AudioSink_TO::from_ptr(&mut sink, TD_Opaque)))
+        into_result(
+            self.engine
+                .synthesize(RStr::from_str(text), AudioSink_TO::from_ptr(&mut sink, TD_Opaque)),
+        )
     }
 
     /// Transcribes audio.
@@ -336,12 +354,16 @@ impl Engine {
     }
 
     /// Streams a chat reply into `sink`.
-    pub fn chat(&self, messages: &[ChatMessage], sink: impl FnMut(&str) -> Flow) -> std::result::Result<ChatReport, String> {
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        sink: impl FnMut(&str) -> Flow,
+    ) -> std::result::Result<ChatReport, String> {
         let mut sink = FnTokenSink(sink);
-        into_result(
-            self.engine
-                .chat(RSlice::from_slice(messages), TokenSink_TO::from_ptr(&mut sink, TD_Opaque)),
-        )
+        into_result(self.engine.chat(
+            RSlice::from_slice(messages),
+            TokenSink_TO::from_ptr(&mut sink, TD_Opaque),
+        ))
     }
 }
 

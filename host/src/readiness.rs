@@ -114,7 +114,10 @@ impl Phase {
     }
 
     fn is_down(&self) -> bool {
-        matches!(self, Self::Failed { .. } | Self::NotInstalled { .. } | Self::Disabled { .. })
+        matches!(
+            self,
+            Self::Failed { .. } | Self::NotInstalled { .. } | Self::Disabled { .. }
+        )
     }
 }
 
@@ -333,7 +336,11 @@ impl Tracker {
         let required = || self.services.values().filter(|s| s.required);
         if required().any(|s| s.phase.is_down()) {
             Overall::Error
-        } else if self.services.values().all(|s| matches!(s.phase, Phase::Pending | Phase::Disabled { .. })) {
+        } else if self
+            .services
+            .values()
+            .all(|s| matches!(s.phase, Phase::Pending | Phase::Disabled { .. }))
+        {
             Overall::Initializing
         } else if required().all(|s| s.phase == Phase::Ready) {
             Overall::Ready
@@ -544,7 +551,11 @@ impl ReadinessTx {
     /// A plugin's sub-progress while loading; ignored in other phases.
     pub fn load_progress(&self, name: ServiceName, progress: f32, message: &str) {
         self.transition(name, false, |r, _| {
-            if let Phase::Loading { progress: p, message: m } = &mut r.phase {
+            if let Phase::Loading {
+                progress: p,
+                message: m,
+            } = &mut r.phase
+            {
                 *p = progress.clamp(0.0, 1.0).max(*p);
                 if !message.is_empty() {
                     *m = message.to_owned();
@@ -681,7 +692,11 @@ mod tests {
     }
 
     fn three() -> (ReadinessTx, ReadinessRx) {
-        channel([(ServiceName::Tts, true), (ServiceName::Stt, false), (ServiceName::Chat, true)])
+        channel([
+            (ServiceName::Tts, true),
+            (ServiceName::Stt, false),
+            (ServiceName::Chat, true),
+        ])
     }
 
     fn bring_up(tx: &ReadinessTx, name: ServiceName) {

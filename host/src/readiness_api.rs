@@ -81,7 +81,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if snapshot.is_ready() {
         json_response(StatusCode::OK, snapshot.ready_json.clone())
     } else {
-        not_ready_headers(json_response(StatusCode::SERVICE_UNAVAILABLE, snapshot.ready_json.clone()))
+        not_ready_headers(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            snapshot.ready_json.clone(),
+        ))
     }
 }
 
@@ -106,7 +109,11 @@ pub struct StreamQuery {
 
 /// Yields the current snapshot at once, then each new one, until the state
 /// settles (unless `follow`) or the server shuts down.
-fn snapshots(mut rx: ReadinessRx, follow: bool, shutdown: tokio_util::sync::CancellationToken) -> impl Stream<Item = Arc<Snapshot>> {
+fn snapshots(
+    mut rx: ReadinessRx,
+    follow: bool,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> impl Stream<Item = Arc<Snapshot>> {
     let first = rx.mark_seen();
     stream::unfold((rx, Some(first), false), move |(mut rx, first, done)| {
         let shutdown = shutdown.clone();
@@ -182,7 +189,11 @@ async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
 /// `POST /api/warmup`.
 pub async fn warmup(State(state): State<AppState>) -> Result<Response, HostError> {
     let snapshot = state.readiness.current();
-    if !snapshot.services.values().any(|s| s.phase == crate::readiness::Phase::Ready) {
+    if !snapshot
+        .services
+        .values()
+        .any(|s| s.phase == crate::readiness::Phase::Ready)
+    {
         return Err(HostError::Conflict(format!(
             "no service is ready to warm up (state {})",
             snapshot.state.as_str()
@@ -234,4 +245,3 @@ async fn echo(mut socket: WebSocket, state: AppState) {
     }
     let _ = socket.send(Message::Close(None)).await;
 }
-

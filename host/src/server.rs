@@ -34,8 +34,30 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Serves the router on `listener` until `state.shutdown` is cancelled,
+/// then gives open connections at most `drain` to finish. Streams end on the
+/// token by themselves; anything still open after `drain` is dropped.
+pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain: Duration) {
+    let token = state.shutdown.clone();
+    let app = router(state);
+    let stop = token.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+    token.cancelled().await;
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
+        Ok(Ok(Err(e))) => tracing::warn!("server error while draining: {e}"),
+        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+        Err(_) => tracing::warn!(
+            "connections still open after {}; closing them",
+            humantime::format_duration(drain)
+        ),
+    }
+}
+
 /// Serves `config` until a shutdown signal: binds first (so probes get
-/// answers while models load), then starts the engines in the background.
+/// answers while models load), then starts the engines in the background,
+/// and on Ctrl-C or SIGTERM drains connections and shuts the engines down.
 pub async fn serve(config: Config) -> Result<()> {
     let listen = config.host.listen;
     let drain = config.host.shutdown_timeout;
@@ -49,26 +71,15 @@ pub async fn serve(config: Config) -> Result<()> {
 
     let (supervisor, _rx) = Supervisor::new(config);
     let state = AppState::new(supervisor.clone());
-    let shutdown = state.shutdown.clone();
     let starter = supervisor.clone();
     tokio::spawn(async move { starter.start().await });
     let probes = supervisor.spawn_health_probes(HEALTH_INTERVAL);
-
-    let app = router(state);
-    let token = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let token = state.shutdown.clone();
+    tokio::spawn(async move {
         shutdown_signal().await;
         token.cancel();
     });
-    let server = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    // Streams end on the token; give the rest of the connections `drain`.
-    match tokio::time::timeout(drain, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
-        Ok(Ok(Err(e))) => tracing::warn!("server error while draining: {e}"),
-        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
-        Err(_) => tracing::warn!("connections still open after {}; closing them", humantime::format_duration(drain)),
-    }
+    run_http(listener, state, drain).await;
     probes.abort();
     supervisor.shutdown(drain).await;
     tracing::info!("stopped");

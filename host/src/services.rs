@@ -142,12 +142,7 @@ impl Supervisor {
             slots,
             warmup_running: AtomicBool::new(false),
         };
-        (
-            Self {
-                inner: Arc::new(inner),
-            },
-            rx,
-        )
+        (Self { inner: Arc::new(inner) }, rx)
     }
 
     /// The configuration it runs.
@@ -345,7 +340,11 @@ impl Supervisor {
         let warming = Arc::clone(engine);
         let started = Instant::now();
         let timeout = self.inner.config.host.warmup_timeout;
-        match on_thread(format!("warmup-{name}"), timeout, cancel, move || warming.warmup(&observer)).await {
+        match on_thread(format!("warmup-{name}"), timeout, cancel, move || {
+            warming.warmup(&observer)
+        })
+        .await
+        {
             Ok(Ok(report)) => Ok((started.elapsed(), report.warmed.into_string())),
             Ok(Err(e)) => Err(format!("warmup failed: {e}")),
             Err(e) => Err(format!("warmup {e}")),

@@ -316,11 +316,7 @@ pub trait Engine: Send + Sync {
     /// Chat: streams the reply to `messages` into the sink until it ends or
     /// the sink says stop.
     #[sabi(last_prefix_field)]
-    fn chat(
-        &self,
-        messages: RSlice<'_, ChatMessage>,
-        sink: TokenSinkMut<'_>,
-    ) -> RResult<ChatReport, RString>;
+    fn chat(&self, messages: RSlice<'_, ChatMessage>, sink: TokenSinkMut<'_>) -> RResult<ChatReport, RString>;
 }
 
 /// An owned engine instance as it crosses the boundary.

@@ -76,8 +76,7 @@ impl<'a> Context<'a> {
 
     /// Reports sub-progress of this step: `fraction` in 0.0–1.0.
     pub fn progress(&self, fraction: f32, message: &str) {
-        self.host
-            .progress(fraction.clamp(0.0, 1.0), RStr::from_str(message));
+        self.host.progress(fraction.clamp(0.0, 1.0), RStr::from_str(message));
     }
 
     /// True once the host gave up on this step; return early when it is.

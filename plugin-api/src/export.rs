@@ -14,9 +14,8 @@ use abi_stable::{
 
 use crate::{
     abi::{
-        AudioSinkMut, ChatMessage, ChatReport, Engine, EngineBox, EngineInfo, EngineKind, Engine_TO,
-        HostRef, LoadRequest, PcmInput, PluginInfo, PluginMod, PluginModRef, TokenSinkMut, Transcript,
-        WarmupReport,
+        AudioSinkMut, ChatMessage, ChatReport, Engine, EngineBox, EngineInfo, EngineKind, Engine_TO, HostRef,
+        LoadRequest, PcmInput, PluginInfo, PluginMod, PluginModRef, TokenSinkMut, Transcript, WarmupReport,
     },
     author::{AudioOut, ChatEngine, Context, PluginError, PluginResult, SttEngine, TokenOut, TtsEngine, Warmable},
 };
@@ -167,7 +166,13 @@ impl<E: Warmable, K: Kind<E>> Engine for Adapter<E, K> {
 
 fn parse_config<E: Warmable>(json: &str) -> PluginResult<E::Config> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| PluginError::new(format!("invalid config: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        // The position is in the JSON the host made from the TOML table, so
+        // it would only mislead; the host names the table's place instead.
+        let message = e.to_string();
+        let message = message.rfind(" at line ").map_or(&*message, |i| &message[..i]);
+        PluginError::new(format!("invalid config: {message}"))
+    })
 }
 
 /// `PluginMod::info` for engine type `E` of kind `K`.
@@ -250,18 +255,13 @@ macro_rules! __export_plugin {
                     env!("CARGO_PKG_DESCRIPTION"),
                 )
             }
-            extern "C" fn new_engine(
-            ) -> $crate::__private::abi_stable::std_types::RResult<
+            extern "C" fn new_engine() -> $crate::__private::abi_stable::std_types::RResult<
                 $crate::EngineBox,
                 $crate::__private::abi_stable::std_types::RString,
             > {
                 $crate::__private::new_engine::<$engine, $kind>($make)
             }
-            $crate::__private::root_module(
-                info,
-                $crate::__private::check_config::<$engine>,
-                new_engine,
-            )
+            $crate::__private::root_module(info, $crate::__private::check_config::<$engine>, new_engine)
         }
     };
 }

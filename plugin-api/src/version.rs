@@ -28,17 +28,12 @@ pub struct AbiVersion {
 impl AbiVersion {
     /// Builds a version.
     pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
-        Self {
-            major,
-            minor,
-            patch,
-        }
+        Self { major, minor, patch }
     }
 
     /// Parses `major.minor.patch` with the `semver` crate.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let v = semver::Version::parse(text)
-            .map_err(|e| format!("`{text}` is not a semver version: {e}"))?;
+        let v = semver::Version::parse(text).map_err(|e| format!("`{text}` is not a semver version: {e}"))?;
         Ok(Self::new(v.major, v.minor, v.patch))
     }
 
@@ -66,12 +61,12 @@ pub enum Incompatibility {
 impl fmt::Display for Incompatibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MajorDiffers => f.write_str(
-                "the major versions differ; rebuild the plugin against this host's hearth-plugin-api",
-            ),
-            Self::PluginNewer => f.write_str(
-                "the plugin needs a newer host; upgrade Hearth or use a plugin built for this ABI",
-            ),
+            Self::MajorDiffers => {
+                f.write_str("the major versions differ; rebuild the plugin against this host's hearth-plugin-api")
+            }
+            Self::PluginNewer => {
+                f.write_str("the plugin needs a newer host; upgrade Hearth or use a plugin built for this ABI")
+            }
         }
     }
 }

@@ -1,0 +1,213 @@
+//! The `hearth` binary as an operator runs it: config errors with
+//! file:line:column and exit 2, `check`, `plugin inspect`, the one-shot
+//! `speak` and `transcribe` commands, and `serve` with a graceful SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use hearth_tests::{hearth_bin, host_section, library, plugin, scripted, Scratch};
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(hearth_bin())
+        .args(args)
+        .env("HEARTH_LOG", "warn")
+        .output()
+        .expect("hearth runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = hearth(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in ["serve", "check", "plugin", "speak", "transcribe"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
+
+#[test]
+fn an_invalid_config_exits_2_with_file_line_column() {
+    let scratch = Scratch::new("[host]\nlisten = \"127.0.0.1:0\"\nwarmup_timout = \"5s\"\n");
+    let config = scratch.config_path();
+    for command in ["serve", "check"] {
+        let out = hearth(&[command, "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        let expected = format!("{}:3:1: unknown field `warmup_timout`", config.display());
+        assert!(stderr.contains(&expected), "{command}: {stderr}");
+        assert!(stderr.contains("`warmup_timeout`"), "known keys listed: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_exits_2() {
+    let out = hearth(&["check", "--config", "/nonexistent/plugins.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/plugins.toml: cannot read the configuration"));
+}
+
+#[test]
+fn check_passes_a_good_config() {
+    let scratch = Scratch::new(&format!(
+        "{}{}{}",
+        host_section(""),
+        scripted("tts", ""),
+        scripted("chat", "")
+    ));
+    let out = hearth(&["check", "-c", scratch.config_path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tts: ok — scripted-tts"), "{stdout}");
+    assert!(stdout.contains("stt: not configured (optional)"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_1() {
+    let config = format!(
+        "{}[tts]\nplugin = \"missing-plugin\"\n{}",
+        host_section(""),
+        scripted("chat", "lod_ms = 3")
+    );
+    let scratch = Scratch::new(&config);
+    let out = hearth(&["check", "-c", scratch.config_path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tts: PROBLEM: plugin file"), "{stdout}");
+    assert!(stdout.contains("libhearth_missing_plugin.so not found"), "{stdout}");
+    // The plugin's own validation, placed at the [chat.config] table.
+    assert!(stdout.contains("chat: PROBLEM:"), "{stdout}");
+    assert!(
+        stdout.contains("plugins.toml:8:1: [chat.config]: invalid config: unknown field `lod_ms`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 problem(s) found"), "{stdout}");
+}
+
+#[test]
+fn plugin_inspect_shows_a_plugin_or_why_it_is_refused() {
+    let path = plugin("scripted-stt");
+    let out = hearth(&["plugin", "inspect", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("name:        scripted-stt"), "{stdout}");
+    assert!(stdout.contains("kind:        stt"), "{stdout}");
+    assert!(stdout.contains("plugin ABI:  1.0.0"), "{stdout}");
+
+    let foreign = library("libhearth_fixture_abi_v2.so");
+    let out = hearth(&["plugin", "inspect", "--json", foreign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["compatible"], false);
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("host ABI 1.0.0, plugin ABI 2.0.0"), "{error}");
+}
+
+#[test]
+fn speak_writes_the_engines_audio_to_a_wav_file() {
+    let scratch = Scratch::new(&format!(
+        "{}{}",
+        host_section(""),
+        scripted("tts", "sample_rate = 8000")
+    ));
+    let wav = scratch.dir.path().join("out.wav");
+    let out = hearth(&[
+        "speak",
+        "Hi. Bye.",
+        "-o",
+        wav.to_str().unwrap(),
+        "-c",
+        scratch.config_path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["chunks"], 2);
+    assert_eq!(json["sample_rate"], 8000);
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    // Two sentences of three and four characters, 60 ms per character.
+    assert_eq!(json["samples"], 8000 * 60 / 1000 * 7);
+}
+
+#[test]
+fn transcribe_prints_the_engines_text() {
+    let scratch = Scratch::new(&format!(
+        "{}{}",
+        host_section(""),
+        scripted("stt", "transcript = \"hello there\"")
+    ));
+    let wav = scratch.dir.path().join("in.wav");
+    hearth::audio::write_wav(&wav, 16_000, &vec![0i16; 16_000]).unwrap();
+    let out = hearth(&[
+        "transcribe",
+        wav.to_str().unwrap(),
+        "-c",
+        scratch.config_path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "hello there");
+    let out = hearth(&[
+        "transcribe",
+        wav.to_str().unwrap(),
+        "-c",
+        scratch.config_path().to_str().unwrap(),
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["segments"][0]["end_ms"], 1000);
+}
+
+#[test]
+fn serve_answers_probes_and_stops_on_sigterm() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let scratch = Scratch::new(&format!(
+        "{}{}{}",
+        host_section(&format!("listen = \"127.0.0.1:{port}\"")),
+        scripted("tts", "load_ms = 200"),
+        scripted("chat", "")
+    ));
+    let mut child = Command::new(hearth_bin())
+        .args(["serve", "-c", scratch.config_path().to_str().unwrap()])
+        .env("HEARTH_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("ready after")) {
+        match lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("never became ready: {log:#?}"),
+        }
+    }
+    let livez = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(livez.is_ok());
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    log.extend(lines_rx.try_iter());
+    let log = log.join("\n");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("engine shut down"), "{log}");
+}
