@@ -8,6 +8,9 @@
 //! * [`readiness`]: the state machine and its `watch` channel.
 //! * [`services`]: the supervisor that loads, warms, retries and probes.
 //! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
+//! * [`conversation`]: the voice conversation WebSocket, with
+//!   [`sentences`] splitting the streamed reply.
+//! * [`page`]: the web page, embedded.
 //! * [`server`]: binding, startup and graceful shutdown.
 //! * [`cli`]: the command line and what each command does.
 //! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
@@ -15,11 +18,14 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod conversation;
 pub mod error;
+pub mod page;
 pub mod plugin;
 pub mod readiness;
 pub mod readiness_api;
 pub mod router;
+pub mod sentences;
 pub mod server;
 pub mod services;
 

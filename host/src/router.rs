@@ -11,10 +11,13 @@
 //! | POST | `/api/warmup` | Re-runs warmup of the ready services; 409 while one runs. |
 //! | POST | `/api/services/{name}/retry` | Retries a failed service; 202, 404 unknown, 409 not failed. |
 //! | GET | `/ws/test` | WebSocket connectivity check: greets with the readiness, echoes, answers pings. |
+//! | GET | `/ws/conversation` | The voice conversation (see `docs/conversation-protocol.md`); refused with close code 1013 before READY. |
+//! | GET | `/` | The web page: loading screen until READY, then the conversation. |
+//! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
 //!
 //! Anything else answers a JSON error (404 or 405) from [`HostError`].
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     http::{Method, Uri},
@@ -22,7 +25,7 @@ use axum::{
     Router,
 };
 
-use crate::{error::HostError, readiness::ReadinessRx, readiness_api, services::Supervisor};
+use crate::{conversation, error::HostError, page, readiness::ReadinessRx, readiness_api, services::Supervisor};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
@@ -35,12 +38,18 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// When the server started.
     pub started: Instant,
+    /// One permit per open conversation (`max_conversations`).
+    pub conversations: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// State for a supervisor.
     pub fn new(supervisor: Supervisor) -> Self {
+        let conversations = Arc::new(tokio::sync::Semaphore::new(
+            supervisor.config().conversation.max_conversations,
+        ));
         Self {
+            conversations,
             readiness: supervisor.subscribe(),
             supervisor,
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -61,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/warmup", post(readiness_api::warmup))
         .route("/api/services/{name}/retry", post(readiness_api::retry))
         .route("/ws/test", get(readiness_api::test_ws))
+        .route("/ws/conversation", get(conversation::conversation_ws))
+        .route("/", get(page::index))
+        .route("/assets/{file}", get(page::asset))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

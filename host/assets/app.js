@@ -1,0 +1,320 @@
+// Hearth's page: follows /api/ready/stream (polling /api/ready as a
+// fallback) and shows the loading screen until READY; only then opens
+// /ws/conversation and shows the conversation.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const LABELS = { tts: "TTS", stt: "STT", chat: "Chat" };
+const ORDER = ["tts", "stt", "chat"];
+
+const view = {
+  ready: false,
+  conversationOpened: false,
+  pollTimer: null,
+  source: null,
+};
+
+// ---------------------------------------------------------------- readiness
+
+function serviceLine(name, s) {
+  const label = LABELS[name] || name;
+  const li = document.createElement("li");
+  li.className = s.status;
+  li.dataset.service = name;
+  const model = s.model ? ` (${s.model})` : "";
+  const optional = s.required ? "" : " (optional)";
+  let text;
+  switch (s.status) {
+    case "ready": text = `✓ ${label} ready${model}`; break;
+    case "loading": text = `… ${label} loading${s.message ? ": " + s.message : ""}`; break;
+    case "warming": text = `… ${label} warming up`; break;
+    case "pending": text = `· ${label} waiting`; break;
+    case "failed": text = `✗ ${label} failed${optional}`; break;
+    default: text = `– ${label} not installed${optional}`;
+  }
+  li.append(text);
+  const why = s.error || (s.status === "not_installed" ? s.reason : null) || s.health_error;
+  if (s.status === "failed" || (s.status === "not_installed" && s.required)) {
+    const button = document.createElement("button");
+    button.textContent = "Retry";
+    button.className = "retry";
+    button.dataset.service = name;
+    button.addEventListener("click", () => retry(name, button));
+    li.append(button);
+  }
+  if (why && s.status !== "ready") {
+    const span = document.createElement("span");
+    span.className = "why";
+    span.textContent = why;
+    li.append(span);
+  }
+  return li;
+}
+
+async function retry(name, button) {
+  button.disabled = true;
+  try {
+    const response = await fetch(`/api/services/${name}/retry`, { method: "POST" });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      $("connection-note").textContent = body.error ? body.error.message : `retry failed (${response.status})`;
+    }
+  } catch (e) {
+    $("connection-note").textContent = `retry failed: ${e}`;
+  }
+  // The stream (or the poll) shows what happens next.
+  ensureFollowing();
+}
+
+function renderTimeline(r) {
+  const rows = ORDER.filter((n) => r.services[n] && r.services[n].timeline && r.services[n].timeline.load_start_ms != null);
+  if (rows.length === 0) return;
+  const ends = rows.flatMap((n) => {
+    const t = r.services[n].timeline;
+    return [t.load_end_ms, t.warmup_end_ms, t.load_start_ms].filter((v) => v != null);
+  });
+  const span = Math.max(1, ...ends);
+  const pct = (v) => `${(100 * v) / span}%`;
+  const box = $("timeline");
+  box.replaceChildren();
+  for (const name of rows) {
+    const s = r.services[name];
+    const t = s.timeline;
+    const row = document.createElement("div");
+    row.className = "tl-row";
+    row.dataset.service = name;
+    const label = document.createElement("span");
+    label.textContent = LABELS[name];
+    const track = document.createElement("div");
+    track.className = "tl-track";
+    const bar = (cls, start, end, text) => {
+      if (start == null) return;
+      const b = document.createElement("div");
+      b.className = `tl-bar ${cls}`;
+      const stop = end != null ? end : span;
+      b.style.left = pct(start);
+      b.style.width = `max(2px, ${pct(stop - start)})`;
+      b.textContent = text;
+      b.title = text;
+      track.append(b);
+    };
+    const failed = s.status === "failed";
+    const loadEnd = t.load_end_ms;
+    bar(failed && t.warmup_start_ms == null ? "fail" : "load", t.load_start_ms, loadEnd,
+      `load ${loadEnd != null ? loadEnd - t.load_start_ms + " ms" : "…"}`);
+    if (t.warmup_start_ms != null) {
+      bar(failed ? "fail" : "warm", t.warmup_start_ms, t.warmup_end_ms,
+        `warmup ${t.warmup_end_ms != null ? t.warmup_end_ms - t.warmup_start_ms + " ms" : "…"}`);
+    }
+    row.append(label, track);
+    box.append(row);
+  }
+  const axis = document.createElement("div");
+  axis.className = "tl-axis";
+  axis.innerHTML = `<span>0 s</span><span>${(span / 1000).toFixed(2)} s</span>`;
+  box.append(axis);
+  $("timeline-section").hidden = false;
+}
+
+function render(r) {
+  $("state-name").textContent = r.state;
+  $("progress-text").textContent = `${r.progress}%`;
+  $("progress-bar").style.width = `${r.progress}%`;
+  $("progress").setAttribute("aria-valuenow", String(r.progress));
+  const list = $("services");
+  list.replaceChildren(...ORDER.filter((n) => r.services[n]).map((n) => serviceLine(n, r.services[n])));
+  $("spinner").classList.toggle("stopped", r.state === "ERROR");
+  $("loading-title").textContent =
+    r.state === "ERROR" ? "The backend could not start" : r.state === "READY" ? "Ready" : "Initializing backend…";
+  renderTimeline(r);
+  if (r.ready && !view.ready) {
+    view.ready = true;
+    showConversation();
+  }
+}
+
+function poll(delay) {
+  clearTimeout(view.pollTimer);
+  view.pollTimer = setTimeout(async () => {
+    try {
+      const response = await fetch("/api/ready", { cache: "no-store" });
+      render(await response.json());
+      $("connection-note").textContent = "";
+      if (!view.ready) poll(1000);
+    } catch (e) {
+      $("connection-note").textContent = "backend unreachable; retrying…";
+      poll(2000);
+    }
+  }, delay);
+}
+
+function ensureFollowing() {
+  if (view.source || view.pollTimer) return;
+  follow();
+}
+
+function follow() {
+  if (!("EventSource" in window)) return poll(0);
+  const source = new EventSource("/api/ready/stream?follow=true");
+  view.source = source;
+  source.onmessage = (e) => {
+    $("connection-note").textContent = "";
+    render(JSON.parse(e.data));
+  };
+  source.onerror = () => {
+    // The stream broke (server restarting, proxy timeout): poll as in the
+    // seed, every second, two after an error, until the stream is back.
+    source.close();
+    view.source = null;
+    $("connection-note").textContent = "live updates lost; polling…";
+    poll(2000);
+    setTimeout(() => { if (!view.source) { clearTimeout(view.pollTimer); view.pollTimer = null; follow(); } }, 5000);
+  };
+}
+
+// ------------------------------------------------------------- conversation
+
+const conv = { ws: null, bot: null, playAt: 0, audio: null, pendingAudio: null, recorder: null };
+
+function logLine(cls, text) {
+  const div = document.createElement("div");
+  div.className = `msg ${cls}`;
+  div.textContent = text;
+  $("log").append(div);
+  $("log").scrollTop = $("log").scrollHeight;
+  return div;
+}
+
+function showConversation() {
+  $("loading").hidden = true;
+  $("conversation").hidden = false;
+  if (!view.conversationOpened) {
+    view.conversationOpened = true;
+    openConversation();
+  }
+}
+
+function openConversation() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/conversation`);
+  ws.binaryType = "arraybuffer";
+  conv.ws = ws;
+  window.hearthConversationOpenedAt = Date.now();
+  ws.onopen = () => { $("conv-status").textContent = "connected"; };
+  ws.onclose = (e) => {
+    $("conv-status").textContent = `closed (${e.code}${e.reason ? ": " + e.reason : ""})`;
+    conv.ws = null;
+  };
+  ws.onmessage = (e) => {
+    if (typeof e.data !== "string") return playAudio(e.data);
+    const m = JSON.parse(e.data);
+    switch (m.type) {
+      case "ready":
+        if (!m.stt) {
+          $("talk").disabled = true;
+          $("mic-note").textContent = `Voice input unavailable: ${m.stt_reason || "speech to text is not ready"}. Typing works.`;
+        }
+        break;
+      case "transcript":
+        logLine("user", m.text || "(nothing heard)").classList.add("transcript");
+        break;
+      case "reply_delta":
+        if (!conv.bot) conv.bot = logLine("bot", "");
+        conv.bot.append(m.text);
+        $("log").scrollTop = $("log").scrollHeight;
+        break;
+      case "audio":
+        conv.pendingAudio = m;
+        break;
+      case "done": {
+        $("cancel").disabled = true;
+        if (conv.bot) {
+          const t = m.timings || {};
+          const span = document.createElement("span");
+          span.className = "timings";
+          span.textContent = Object.entries(t).map(([k, v]) => `${k.replace(/_ms$/, "")} ${Math.round(v)} ms`).join(" · ");
+          conv.bot.append(span);
+          conv.bot.classList.add("done");
+        }
+        conv.bot = null;
+        break;
+      }
+      case "error":
+        logLine("error", `${m.code}: ${m.message}`);
+        break;
+    }
+  };
+}
+
+function playAudio(buffer) {
+  const meta = conv.pendingAudio;
+  conv.pendingAudio = null;
+  if (!meta) return;
+  window.hearthAudioChunks = (window.hearthAudioChunks || 0) + 1;
+  window.hearthAudioSamples = (window.hearthAudioSamples || 0) + meta.samples;
+  if (!conv.audio) conv.audio = new AudioContext();
+  const pcm = new Int16Array(buffer);
+  const audioBuffer = conv.audio.createBuffer(1, pcm.length, meta.sample_rate);
+  const data = audioBuffer.getChannelData(0);
+  for (let i = 0; i < pcm.length; i++) data[i] = pcm[i] / 0x8000;
+  const source = conv.audio.createBufferSource();
+  source.buffer = audioBuffer;
+  source.connect(conv.audio.destination);
+  const at = Math.max(conv.audio.currentTime, conv.playAt);
+  source.start(at);
+  conv.playAt = at + audioBuffer.duration;
+}
+
+function sendText(text) {
+  if (!conv.ws || conv.ws.readyState !== WebSocket.OPEN) return;
+  logLine("user", text);
+  conv.ws.send(JSON.stringify({ type: "text", text }));
+  $("cancel").disabled = false;
+}
+
+async function startTalking() {
+  if (!conv.ws) return;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+    const context = new AudioContext();
+    await context.audioWorklet.addModule("/assets/capture-worklet.js");
+    const node = new AudioWorkletNode(context, "capture-processor");
+    conv.ws.send(JSON.stringify({ type: "start", format: "pcm16", sample_rate: 16000, channels: 1 }));
+    node.port.onmessage = (e) => { if (conv.ws) conv.ws.send(e.data); };
+    context.createMediaStreamSource(stream).connect(node);
+    conv.recorder = { stream, context, node };
+    $("talk").classList.add("recording");
+    $("talk").textContent = "■ Send";
+    $("mic-note").textContent = "Listening… click again to send.";
+  } catch (e) {
+    $("mic-note").textContent = `Microphone unavailable: ${e.message || e}. Typing works.`;
+  }
+}
+
+function stopTalking() {
+  const r = conv.recorder;
+  conv.recorder = null;
+  if (!r) return;
+  r.node.port.onmessage = null;
+  r.stream.getTracks().forEach((t) => t.stop());
+  r.context.close();
+  if (conv.ws) conv.ws.send(JSON.stringify({ type: "end" }));
+  $("talk").classList.remove("recording");
+  $("talk").textContent = "🎤 Talk";
+  $("mic-note").textContent = "";
+  $("cancel").disabled = false;
+}
+
+$("talk").addEventListener("click", () => (conv.recorder ? stopTalking() : startTalking()));
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("text").value.trim();
+  if (text) sendText(text);
+  $("text").value = "";
+});
+$("cancel").addEventListener("click", () => {
+  if (conv.ws) conv.ws.send(JSON.stringify({ type: "cancel" }));
+  if (conv.audio) { conv.audio.close(); conv.audio = null; conv.playAt = 0; }
+});
+
+follow();

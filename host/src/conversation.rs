@@ -1,0 +1,602 @@
+//! `/ws/conversation`: a voice conversation over one WebSocket, pipelined
+//! audio → STT → chat → TTS → audio. The protocol is documented in
+//! `docs/conversation-protocol.md`; this module is its only implementation.
+//!
+//! One connection is one session with its own bounded history. A turn
+//! starts from a typed message or from an utterance (start, audio frames,
+//! end). While the chat engine streams tokens, a splitter hands every
+//! finished sentence to a TTS worker, whose audio goes out while the model
+//! keeps generating. A cancel message, a new turn (barge-in) or the client
+//! going away set the turn's cancel flag, which the engines see through
+//! their sinks answering [`Flow::Stop`].
+//!
+//! The session refuses to start before READY (close code 1013 with the
+//! state), and when `max_conversations` are already open (1013 too).
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    response::Response,
+};
+use futures_util::{SinkExt, StreamExt};
+use hearth_plugin_api::{ChatMessage, ChatRole, Flow, PcmInput, PcmSamples};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::{config::ServiceName, router::AppState, sentences::SentenceSplitter};
+
+/// Close code: the server cannot take the conversation now (not ready, or
+/// too many conversations). Reconnect later.
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: a message was larger than `max_message_bytes`.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// What a client sends as JSON text frames.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    /// An utterance begins; binary frames of its audio follow.
+    Start {
+        #[serde(default = "pcm16")]
+        format: String,
+        sample_rate: u32,
+        #[serde(default = "mono")]
+        channels: u16,
+    },
+    /// The utterance ended (push-to-talk released).
+    End,
+    /// A typed message.
+    Text { text: String },
+    /// Stop the reply now.
+    Cancel,
+    /// Forget the conversation so far.
+    Reset,
+}
+
+fn pcm16() -> String {
+    "pcm16".to_owned()
+}
+
+fn mono() -> u16 {
+    1
+}
+
+/// `GET /ws/conversation`.
+pub async fn conversation_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let limit = state.supervisor.config().conversation.max_message_bytes;
+    // The WebSocket layer's own limit is a backstop; the session checks the
+    // configured limit itself so it can say why before closing.
+    upgrade
+        .max_message_size(limit.saturating_mul(2).max(64 * 1024))
+        .on_upgrade(move |socket| session(socket, state))
+}
+
+async fn close_with(mut socket: WebSocket, code: u16, reason: String) {
+    let mut reason = reason;
+    reason.truncate(120);
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+fn event(value: serde_json::Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn error_event(code: &str, message: impl Into<String>) -> Message {
+    event(json!({ "type": "error", "code": code, "message": message.into() }))
+}
+
+/// An utterance being received.
+struct Utterance {
+    sample_rate: u32,
+    samples: Vec<i16>,
+}
+
+/// A reply being produced.
+struct Turn {
+    cancel: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Turn {
+    async fn stop(self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+    }
+}
+
+/// Where a turn's input comes from.
+enum Input {
+    Text(String),
+    Audio(Utterance),
+}
+
+async fn session(socket: WebSocket, state: AppState) {
+    let snapshot = state.readiness.current();
+    if !snapshot.is_ready() {
+        let reason = format!(
+            "not ready: {} ({}%); retry when /api/ready is 200",
+            snapshot.state.as_str(),
+            snapshot.progress
+        );
+        return close_with(socket, CLOSE_TRY_AGAIN_LATER, reason).await;
+    }
+    let limits = state.supervisor.config().conversation.clone();
+    let Ok(_permit) = Arc::clone(&state.conversations).try_acquire_owned() else {
+        let reason = format!("too many conversations (max {}); retry later", limits.max_conversations);
+        return close_with(socket, CLOSE_TRY_AGAIN_LATER, reason).await;
+    };
+
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+    });
+
+    let stt_ready = state.supervisor.engine(ServiceName::Stt).is_some();
+    let _ = out
+        .send(event(json!({
+            "type": "ready",
+            "stt": stt_ready,
+            "stt_reason": if stt_ready { None } else { stt_reason(&state) },
+            "input": { "format": "pcm16", "channels": 1, "sample_rates": [8000, 16000, 22050, 24000, 32000, 44100, 48000] },
+            "max_utterance_ms": limits.max_utterance.as_millis() as u64,
+            "max_message_bytes": limits.max_message_bytes,
+        })))
+        .await;
+
+    let history = Arc::new(std::sync::Mutex::new(VecDeque::<ChatMessage>::new()));
+    let mut utterance: Option<Utterance> = None;
+    let mut turn: Option<Turn> = None;
+
+    while let Some(incoming) = stream.next().await {
+        let Ok(message) = incoming else { break };
+        let size = match &message {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        if size > limits.max_message_bytes {
+            let _ = out
+                .send(error_event(
+                    "message_too_big",
+                    format!(
+                        "a message of {size} bytes is over the limit of {} bytes",
+                        limits.max_message_bytes
+                    ),
+                ))
+                .await;
+            let _ = out
+                .send(Message::Close(Some(CloseFrame {
+                    code: CLOSE_TOO_BIG,
+                    reason: "message too big".into(),
+                })))
+                .await;
+            break;
+        }
+        match message {
+            Message::Text(text) => {
+                let parsed: Result<ClientMessage, _> = serde_json::from_str(&text);
+                let command = match parsed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = out
+                            .send(error_event("bad_message", describe_parse_error(&text, &e)))
+                            .await;
+                        continue;
+                    }
+                };
+                match command {
+                    ClientMessage::Start {
+                        format,
+                        sample_rate,
+                        channels,
+                    } => {
+                        if let Err(message) = check_format(&format, sample_rate, channels) {
+                            let _ = out.send(error_event("bad_format", message)).await;
+                            continue;
+                        }
+                        if state.supervisor.engine(ServiceName::Stt).is_none() {
+                            let why = stt_reason(&state).unwrap_or_else(|| "speech to text is not ready".to_owned());
+                            let _ = out
+                                .send(error_event(
+                                    "stt_unavailable",
+                                    format!("{why}; type your message instead"),
+                                ))
+                                .await;
+                            continue;
+                        }
+                        if let Some(t) = turn.take() {
+                            t.stop().await; // Barge-in: the person speaks over the reply.
+                        }
+                        utterance = Some(Utterance {
+                            sample_rate,
+                            samples: Vec::with_capacity(sample_rate as usize * 5),
+                        });
+                    }
+                    ClientMessage::End => match utterance.take() {
+                        None => {
+                            let _ = out
+                                .send(error_event(
+                                    "no_utterance",
+                                    "`end` without `start`: send {\"type\":\"start\",...} first",
+                                ))
+                                .await;
+                        }
+                        Some(u) if u.samples.is_empty() => {
+                            let _ = out
+                                .send(error_event("empty_utterance", "the utterance had no audio"))
+                                .await;
+                        }
+                        Some(u) => {
+                            turn = Some(start_turn(&state, &out, &history, Input::Audio(u), turn.take()).await);
+                        }
+                    },
+                    ClientMessage::Text { text } => {
+                        let text = text.trim().to_owned();
+                        if text.is_empty() {
+                            let _ = out.send(error_event("empty_text", "the message is empty")).await;
+                            continue;
+                        }
+                        utterance = None;
+                        turn = Some(start_turn(&state, &out, &history, Input::Text(text), turn.take()).await);
+                    }
+                    ClientMessage::Cancel => {
+                        if let Some(t) = &turn {
+                            t.cancel.store(true, Ordering::Relaxed);
+                        }
+                        utterance = None;
+                    }
+                    ClientMessage::Reset => {
+                        history.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        let _ = out.send(event(json!({ "type": "reset" }))).await;
+                    }
+                }
+            }
+            Message::Binary(data) => {
+                let Some(u) = utterance.as_mut() else {
+                    let _ = out
+                        .send(error_event(
+                            "no_utterance",
+                            "audio before `start`: send {\"type\":\"start\",\"sample_rate\":16000} first",
+                        ))
+                        .await;
+                    continue;
+                };
+                if data.len() % 2 != 0 {
+                    let _ = out
+                        .send(error_event(
+                            "bad_audio",
+                            "audio frames must hold whole PCM16 samples (an even number of bytes)",
+                        ))
+                        .await;
+                    continue;
+                }
+                u.samples
+                    .extend(data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+                let max = limits.max_utterance.as_secs_f64() * f64::from(u.sample_rate);
+                if u.samples.len() as f64 > max {
+                    utterance = None;
+                    let _ = out
+                        .send(error_event(
+                            "utterance_too_long",
+                            format!(
+                                "utterances are limited to {}; the audio so far was dropped",
+                                humantime::format_duration(limits.max_utterance)
+                            ),
+                        ))
+                        .await;
+                }
+            }
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    // The client went away (or broke the rules): stop the engines' work.
+    if let Some(t) = turn.take() {
+        t.stop().await;
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+fn stt_reason(state: &AppState) -> Option<String> {
+    let snapshot = state.readiness.current();
+    let record = snapshot.service(ServiceName::Stt)?;
+    Some(match &record.phase {
+        crate::readiness::Phase::Failed { error } => format!("speech to text failed: {error}"),
+        crate::readiness::Phase::NotInstalled { reason } | crate::readiness::Phase::Disabled { reason } => {
+            format!("speech to text is not installed: {reason}")
+        }
+        other => format!("speech to text is {}", other.status()),
+    })
+}
+
+fn describe_parse_error(text: &str, e: &serde_json::Error) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(_) => format!("not JSON: {e}"),
+        Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
+            None => "a message needs a \"type\": start, end, text, cancel or reset".to_owned(),
+            Some(t) if !["start", "end", "text", "cancel", "reset"].contains(&t) => {
+                format!("unknown type `{t}`: expected start, end, text, cancel or reset")
+            }
+            Some(t) => format!("bad `{t}` message: {e}"),
+        },
+    }
+}
+
+fn check_format(format: &str, sample_rate: u32, channels: u16) -> Result<(), String> {
+    if format != "pcm16" {
+        return Err(format!(
+            "format `{format}` is not supported: send \"pcm16\" (signed 16-bit little-endian)"
+        ));
+    }
+    if channels != 1 {
+        return Err(format!("{channels} channels: send mono audio (channels = 1)"));
+    }
+    if !(8_000..=48_000).contains(&sample_rate) {
+        return Err(format!(
+            "sample rate {sample_rate} Hz: send 8000 to 48000 Hz (16000 or 48000 recommended)"
+        ));
+    }
+    Ok(())
+}
+
+async fn start_turn(
+    state: &AppState,
+    out: &mpsc::Sender<Message>,
+    history: &Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
+    input: Input,
+    previous: Option<Turn>,
+) -> Turn {
+    if let Some(previous) = previous {
+        previous.stop().await;
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn(run_turn(
+        state.clone(),
+        out.clone(),
+        Arc::clone(history),
+        input,
+        Arc::clone(&cancel),
+    ));
+    Turn { cancel, task }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+async fn run_turn(
+    state: AppState,
+    out: mpsc::Sender<Message>,
+    history: Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
+    input: Input,
+    cancel: Arc<AtomicBool>,
+) {
+    let started = Instant::now();
+    let mut timings = serde_json::Map::new();
+    let fail = |code: &'static str, message: String| {
+        let out = out.clone();
+        async move {
+            let _ = out.send(error_event(code, message.clone())).await;
+            let _ = out
+                .send(event(
+                    json!({ "type": "done", "ok": false, "cancelled": false, "error": message }),
+                ))
+                .await;
+        }
+    };
+
+    // 1. The words.
+    let user_text = match input {
+        Input::Text(text) => text,
+        Input::Audio(utterance) => {
+            let Some(stt) = state.supervisor.engine(ServiceName::Stt) else {
+                return fail("stt_unavailable", "speech to text is not ready".to_owned()).await;
+            };
+            let stt_started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || {
+                stt.transcribe(PcmInput {
+                    sample_rate: utterance.sample_rate,
+                    channels: 1,
+                    samples: PcmSamples::I16(utterance.samples.as_slice().into()),
+                })
+            })
+            .await;
+            timings.insert("stt_ms".into(), ms(stt_started.elapsed()).into());
+            let transcript = match result {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => return fail("stt_failed", format!("speech to text failed: {e}")).await,
+                Err(e) => return fail("internal", format!("speech to text task failed: {e}")).await,
+            };
+            let text = transcript.text.as_str().trim().to_owned();
+            let segments: Vec<_> = transcript
+                .segments
+                .iter()
+                .map(|s| json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text.as_str() }))
+                .collect();
+            let _ = out
+                .send(event(
+                    json!({ "type": "transcript", "text": text, "segments": segments }),
+                ))
+                .await;
+            if text.is_empty() {
+                return fail("no_speech", "no speech was recognised in the utterance".to_owned()).await;
+            }
+            text
+        }
+    };
+    if cancel.load(Ordering::Relaxed) {
+        let _ = out
+            .send(event(json!({ "type": "done", "ok": true, "cancelled": true })))
+            .await;
+        return;
+    }
+
+    // 2. The reply, streamed, with each sentence spoken as soon as it ends.
+    let (Some(chat), Some(tts)) = (
+        state.supervisor.engine(ServiceName::Chat),
+        state.supervisor.engine(ServiceName::Tts),
+    ) else {
+        let snapshot = state.readiness.current();
+        return fail(
+            "not_ready",
+            format!("the backend is {}; try again shortly", snapshot.state.as_str()),
+        )
+        .await;
+    };
+    let config = &state.supervisor.config().conversation;
+    let mut messages = vec![ChatMessage {
+        role: ChatRole::SYSTEM,
+        content: config.system_prompt.as_str().into(),
+    }];
+    messages.extend(history.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+    messages.push(ChatMessage {
+        role: ChatRole::USER,
+        content: user_text.as_str().into(),
+    });
+
+    let (token_tx, mut token_rx) = mpsc::unbounded_channel::<String>();
+    let chat_cancel = Arc::clone(&cancel);
+    let chat_task = tokio::task::spawn_blocking(move || {
+        chat.chat(&messages, |piece| {
+            if chat_cancel.load(Ordering::Relaxed) || token_tx.send(piece.to_owned()).is_err() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })
+    });
+
+    let (sentence_tx, sentence_rx) = std::sync::mpsc::channel::<String>();
+    let first_audio_us = Arc::new(AtomicU64::new(0));
+    let tts_cancel = Arc::clone(&cancel);
+    let tts_out = out.clone();
+    let tts_first = Arc::clone(&first_audio_us);
+    let tts_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        for sentence in sentence_rx {
+            if tts_cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            tts.synthesize(&sentence, |chunk| {
+                if tts_cancel.load(Ordering::Relaxed) {
+                    return Flow::Stop;
+                }
+                let header = event(json!({
+                    "type": "audio",
+                    "format": "pcm16",
+                    "channels": 1,
+                    "sample_rate": chunk.sample_rate,
+                    "samples": chunk.samples.len(),
+                    "text": chunk.text.as_str(),
+                }));
+                let bytes: Vec<u8> = chunk.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let _ = tts_first.compare_exchange(
+                    0,
+                    started.elapsed().as_micros().max(1) as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                if tts_out.blocking_send(header).is_err()
+                    || tts_out.blocking_send(Message::Binary(bytes.into())).is_err()
+                {
+                    return Flow::Stop;
+                }
+                Flow::Continue
+            })?;
+        }
+        Ok(())
+    });
+
+    let mut splitter = SentenceSplitter::new();
+    let mut reply = String::new();
+    let mut first_token = None;
+    while let Some(piece) = token_rx.recv().await {
+        first_token.get_or_insert_with(|| started.elapsed());
+        reply.push_str(&piece);
+        let _ = out.send(event(json!({ "type": "reply_delta", "text": piece }))).await;
+        for sentence in splitter.push(&piece) {
+            let _ = sentence_tx.send(sentence);
+        }
+    }
+    if let Some(rest) = splitter.finish() {
+        let _ = sentence_tx.send(rest);
+    }
+    drop(sentence_tx);
+    let chat_result = chat_task.await;
+    let tts_result = tts_task.await;
+    let cancelled = cancel.load(Ordering::Relaxed);
+
+    let chat_error = match chat_result {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("chat failed: {e}")),
+        Err(e) => Some(format!("chat task failed: {e}")),
+    };
+    let tts_error = match tts_result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("speech synthesis failed: {e}")),
+        Err(e) => Some(format!("speech synthesis task failed: {e}")),
+    };
+    if let Some(e) = &chat_error {
+        let _ = out.send(error_event("chat_failed", e.clone())).await;
+    }
+    if let Some(e) = &tts_error {
+        let _ = out.send(error_event("tts_failed", e.clone())).await;
+    }
+
+    if !reply.trim().is_empty() {
+        let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
+        history.push_back(ChatMessage {
+            role: ChatRole::USER,
+            content: user_text.into(),
+        });
+        history.push_back(ChatMessage {
+            role: ChatRole::ASSISTANT,
+            content: reply.trim().into(),
+        });
+        while history.len() > config.max_history {
+            history.pop_front();
+        }
+    }
+
+    if let Some(t) = first_token {
+        timings.insert("first_token_ms".into(), ms(t).into());
+    }
+    let first_audio = first_audio_us.load(Ordering::Relaxed);
+    if first_audio > 0 {
+        timings.insert("first_audio_ms".into(), ms(Duration::from_micros(first_audio)).into());
+    }
+    timings.insert("total_ms".into(), ms(started.elapsed()).into());
+    let ok = chat_error.is_none() && tts_error.is_none();
+    let _ = out
+        .send(event(json!({
+            "type": "done",
+            "ok": ok,
+            "cancelled": cancelled,
+            "reply": reply.trim(),
+            "timings": timings,
+        })))
+        .await;
+}

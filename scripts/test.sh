@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs the system
+# packages, fetches the models, builds the workspace once, runs every test
+# (Rust, the model converter's, the browser's). Idempotent; reruns are fast.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export GGML_NATIVE=OFF          # portable whisper.cpp build (no -march=native)
+export CARGO_TERM_COLOR=never
+CACHE=${HEARTH_CACHE:-$HOME/.cache/hearth}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+./scripts/install-deps.sh
+step "models"
+./scripts/fetch-models.sh
+step "build (debug, whole workspace: the tests load the plugin libraries from target/debug)"
+cargo build --workspace --all-targets
+step "Rust tests"
+cargo test --workspace --no-fail-fast
+step "model converter tests"
+"$CACHE/venv-tools/bin/python" -m pytest -q tests/converter
+if [ -f tests/browser/package.json ]; then
+  step "browser tests"
+  ./tests/browser/run.sh
+fi
