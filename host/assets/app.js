@@ -19,7 +19,7 @@ const view = {
 function serviceLine(name, s) {
   const label = LABELS[name] || name;
   const li = document.createElement("li");
-  li.className = s.status;
+  li.className = s.required ? s.status : `${s.status} optional`;
   li.dataset.service = name;
   const model = s.model ? ` (${s.model})` : "";
   const optional = s.required ? "" : " (optional)";
