@@ -213,6 +213,10 @@ pub struct Snapshot {
     pub ready_json: Bytes,
     /// The `/api/health` body.
     pub health_json: Bytes,
+    /// The `/api/ready/stream` event for this snapshot, framed once
+    /// (`id:` and `data:` lines) so that fanning it out to thousands of
+    /// subscribers costs each one a reference count, not a copy.
+    pub sse_event: Bytes,
     /// Whether `/api/health` answers 200.
     pub healthy: bool,
 }
@@ -429,6 +433,13 @@ impl Tracker {
             services: self.services.clone(),
             startup_time_ms: self.startup_time_ms,
             errors,
+            sse_event: Bytes::from(format!(
+                "id: {}\ndata: {}\n\n",
+                self.version,
+                // serde_json's compact output has no newline, so one
+                // `data:` line carries the whole body.
+                String::from_utf8_lossy(&ready_json)
+            )),
             ready_json: Bytes::from(ready_json),
             health_json: Bytes::from(health_json),
             healthy,

@@ -13,10 +13,7 @@ use axum::{
         Path, Query, State,
     },
     http::{header, HeaderValue, StatusCode},
-    response::{
-        sse::{Event, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
     Json,
 };
 use futures_util::{stream, Stream};
@@ -138,16 +135,39 @@ fn body_text(snapshot: &Snapshot) -> String {
     String::from_utf8_lossy(&snapshot.ready_json).into_owned()
 }
 
+/// How often an idle stream sends a comment, so proxies keep it open and
+/// the server notices clients that went away.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// `GET /api/ready/stream`.
-pub async fn ready_stream(
-    State(state): State<AppState>,
-    Query(query): Query<StreamQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+///
+/// Server-Sent Events written as pre-framed bytes: each snapshot carries
+/// its event already framed (`Snapshot::sse_event`), so a transition costs
+/// every subscriber a reference count and a write. (axum's `Sse` would copy
+/// and re-frame the event for each subscriber; the fan-out benchmark in
+/// `bench/readiness.sh` is why this endpoint does not use it.)
+pub async fn ready_stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
     let rx = state.supervisor.subscribe();
-    let events = futures_util::StreamExt::map(snapshots(rx, query.follow, state.shutdown.clone()), |s| {
-        Ok(Event::default().id(s.version.to_string()).data(body_text(&s)))
+    let events = snapshots(rx, query.follow, state.shutdown.clone());
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = stream::unfold((Box::pin(events), ticker), |(mut events, mut ticker)| async move {
+        tokio::select! {
+            next = futures_util::StreamExt::next(&mut events) => {
+                let snapshot = next?;
+                ticker.reset();
+                Some((Ok::<_, Infallible>(snapshot.sse_event.clone()), (events, ticker)))
+            }
+            _ = ticker.tick() => Some((Ok(bytes::Bytes::from_static(b": keep-alive\n\n")), (events, ticker))),
+        }
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+    let mut response = axum::body::Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Tells nginx-style proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 /// `GET /ws/ready`.
