@@ -1,0 +1,111 @@
+//! What the voice says: rate, length, loudness and chunking of real speech,
+//! through the built plugin loaded by the host's loader.
+
+mod util;
+
+use util::{assert_audible, assert_plausible_length, seconds, shared_engine, speak, speak_until};
+
+#[test]
+fn the_plugin_describes_itself() {
+    let plugin = util::plugin();
+    assert_eq!(plugin.meta.name, "tts-piper");
+    assert_eq!(plugin.meta.kind.as_str(), "tts");
+    let info = shared_engine().describe();
+    assert_eq!(info.name.as_str(), "piper");
+    assert_eq!(
+        info.model.into_option().map(|m| m.into_string()).as_deref(),
+        Some("en_US-joe-medium")
+    );
+    let version = info.engine_version.into_string();
+    assert!(version.starts_with("onnxruntime 1.32.0"), "{version}");
+    assert!(version.contains("espeak-ng"), "{version}");
+    shared_engine().health().expect("healthy once loaded");
+}
+
+#[test]
+fn one_sentence_is_one_audible_chunk_at_the_voices_rate() {
+    let text = "Hello world, this is Hearth speaking.";
+    let chunks = speak(shared_engine(), text).unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].text, text);
+    assert_audible(&chunks[0]);
+    assert_plausible_length(text, &chunks);
+}
+
+#[test]
+fn each_sentence_is_its_own_chunk() {
+    let text = "The sun is up. Is it warm outside? Yes, it is! Let's go";
+    let chunks = speak(shared_engine(), text).unwrap();
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["The sun is up.", "Is it warm outside?", "Yes, it is!", "Let's go"]
+    );
+    chunks.iter().for_each(assert_audible);
+    assert_plausible_length(text, &chunks);
+}
+
+#[test]
+fn longer_text_gives_longer_audio() {
+    let short = seconds(&speak(shared_engine(), "Yes.").unwrap());
+    let long = seconds(
+        &speak(
+            shared_engine(),
+            "Yes, and then we walked all the way down to the harbour.",
+        )
+        .unwrap(),
+    );
+    assert!(long > 2.5 * short, "short {short:.2} s, long {long:.2} s");
+}
+
+#[test]
+fn empty_text_gives_no_chunks() {
+    for text in ["", "   ", "\n\n\t", "...", " — "] {
+        let chunks = speak(shared_engine(), text).unwrap();
+        assert!(chunks.is_empty(), "{text:?} gave {} chunk(s)", chunks.len());
+    }
+}
+
+#[test]
+fn non_ascii_text_is_spoken() {
+    for text in [
+        "Café déjà vu — naïve!",
+        "Zoë's façade cost €5, señor.",
+        "Ünïcödé, ßtraße; 東京.",
+    ] {
+        let chunks = speak(shared_engine(), text).unwrap();
+        assert_eq!(chunks.len(), 1, "{text:?}");
+        assert_eq!(chunks[0].text, text);
+        assert_audible(&chunks[0]);
+    }
+}
+
+#[test]
+fn very_long_text_is_spoken_sentence_by_sentence() {
+    let paragraph = "The old lighthouse stood at the edge of the cliff, watching the ships come and go. \
+                     Every night its lamp turned slowly, throwing a beam across the dark water. \
+                     Sailors knew the light and trusted it to guide them home. ";
+    let text = paragraph.repeat(2000 / paragraph.len() + 1);
+    assert!(text.len() >= 2000);
+    let chunks = speak(shared_engine(), &text).unwrap();
+    assert_eq!(chunks.len(), 3 * (2000 / paragraph.len() + 1));
+    chunks.iter().for_each(assert_audible);
+    assert_plausible_length(&text, &chunks);
+}
+
+#[test]
+fn a_long_sentence_without_punctuation_is_one_chunk() {
+    let text = "and the band played on while the people danced and sang and laughed ".repeat(6);
+    let chunks = speak(shared_engine(), &text).unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_audible(&chunks[0]);
+    assert_plausible_length(&text, &chunks);
+}
+
+#[test]
+fn stop_after_the_first_chunk_stops() {
+    let text = "First sentence. Second sentence. Third sentence.";
+    let chunks = speak_until(shared_engine(), text, 1).unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].text, "First sentence.");
+}
