@@ -480,6 +480,7 @@ async fn run_turn(
 
     let (token_tx, mut token_rx) = mpsc::unbounded_channel::<String>();
     let chat_cancel = Arc::clone(&cancel);
+    let chat_started = Instant::now();
     let chat_task = tokio::task::spawn_blocking(move || {
         chat.chat(&messages, |piece| {
             if chat_cancel.load(Ordering::Relaxed) || token_tx.send(piece.to_owned()).is_err() {
@@ -492,6 +493,10 @@ async fn run_turn(
 
     let (sentence_tx, sentence_rx) = std::sync::mpsc::channel::<String>();
     let first_audio_us = Arc::new(AtomicU64::new(0));
+    // How long TTS took from the first sentence to its first chunk: one of
+    // the parts the conversation benchmark adds up.
+    let first_tts_us = Arc::new(AtomicU64::new(0));
+    let tts_first_part = Arc::clone(&first_tts_us);
     let tts_cancel = Arc::clone(&cancel);
     let tts_out = out.clone();
     let tts_first = Arc::clone(&first_audio_us);
@@ -500,7 +505,14 @@ async fn run_turn(
             if tts_cancel.load(Ordering::Relaxed) {
                 break;
             }
+            let synth_started = Instant::now();
             tts.synthesize(&sentence, |chunk| {
+                let _ = tts_first_part.compare_exchange(
+                    0,
+                    synth_started.elapsed().as_micros().max(1) as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 if tts_cancel.load(Ordering::Relaxed) {
                     return Flow::Stop;
                 }
@@ -533,15 +545,18 @@ async fn run_turn(
     let mut splitter = SentenceSplitter::new();
     let mut reply = String::new();
     let mut first_token = None;
+    let mut first_sentence = None;
     while let Some(piece) = token_rx.recv().await {
         first_token.get_or_insert_with(|| started.elapsed());
         reply.push_str(&piece);
         let _ = out.send(event(json!({ "type": "reply_delta", "text": piece }))).await;
         for sentence in splitter.push(&piece) {
+            first_sentence.get_or_insert_with(|| chat_started.elapsed());
             let _ = sentence_tx.send(sentence);
         }
     }
     if let Some(rest) = splitter.finish() {
+        first_sentence.get_or_insert_with(|| chat_started.elapsed());
         let _ = sentence_tx.send(rest);
     }
     drop(sentence_tx);
@@ -583,6 +598,13 @@ async fn run_turn(
 
     if let Some(t) = first_token {
         timings.insert("first_token_ms".into(), ms(t).into());
+    }
+    if let Some(t) = first_sentence {
+        timings.insert("chat_first_sentence_ms".into(), ms(t).into());
+    }
+    let first_tts = first_tts_us.load(Ordering::Relaxed);
+    if first_tts > 0 {
+        timings.insert("tts_first_chunk_ms".into(), ms(Duration::from_micros(first_tts)).into());
     }
     let first_audio = first_audio_us.load(Ordering::Relaxed);
     if first_audio > 0 {

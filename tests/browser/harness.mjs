@@ -26,19 +26,23 @@ export function freePort() {
   });
 }
 
-/** Starts `hearth serve` with `config` (a TOML string without [host] listen). */
+/** Starts `hearth serve` with `config` (a TOML string without [host]). */
 export async function startHearth(config, { pluginDir = BUILD } = {}) {
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "hearth-browser-"));
   const path = join(dir, "plugins.toml");
-  const text = `[host]\nlisten = "127.0.0.1:${port}"\nplugin_dir = ${JSON.stringify(pluginDir)}\n${config}`;
-  writeFileSync(path, text);
-  const child = spawn(join(BUILD, "hearth"), ["serve", "--config", path], {
+  writeFileSync(path, `[host]\nplugin_dir = ${JSON.stringify(pluginDir)}\n${config}`);
+  return startHearthWith(path);
+}
+
+/** Starts `hearth serve --config path` on a free loopback port. */
+export async function startHearthWith(path, { readyTimeoutMs = 15000 } = {}) {
+  const port = await freePort();
+  const child = spawn(join(BUILD, "hearth"), ["serve", "--config", path, "--listen", `127.0.0.1:${port}`], {
     env: { ...process.env, HEARTH_LOG: process.env.HEARTH_LOG || "warn" },
     stdio: ["ignore", "inherit", "inherit"],
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15000;
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     try {
       const r = await fetch(`${url}/livez`);
