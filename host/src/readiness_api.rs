@@ -112,9 +112,13 @@ fn snapshots(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> impl Stream<Item = Arc<Snapshot>> {
     let first = rx.mark_seen();
-    stream::unfold((rx, Some(first), false), move |(mut rx, first, done)| {
-        let shutdown = shutdown.clone();
-        async move {
+    // The shutdown future is made once per stream and kept: re-registering
+    // it with the token at every event would take the token's lock once per
+    // subscriber per transition.
+    let stopped = Box::pin(shutdown.cancelled_owned());
+    stream::unfold(
+        (rx, Some(first), false, stopped),
+        move |(mut rx, first, done, mut stopped)| async move {
             if done {
                 return None;
             }
@@ -122,21 +126,22 @@ fn snapshots(
                 Some(s) => s,
                 None => tokio::select! {
                     next = rx.changed() => next?,
-                    () = shutdown.cancelled() => return None,
+                    () = &mut stopped => return None,
                 },
             };
             let done = !follow && snapshot.state.is_settled();
-            Some((snapshot, (rx, None, done)))
-        }
-    })
+            Some((snapshot, (rx, None, done, stopped)))
+        },
+    )
 }
 
 fn body_text(snapshot: &Snapshot) -> String {
     String::from_utf8_lossy(&snapshot.ready_json).into_owned()
 }
 
-/// How often an idle stream sends a comment, so proxies keep it open and
-/// the server notices clients that went away.
+/// How often a stream sends a comment, so proxies keep it open and the
+/// server notices clients that went away. Sent on a fixed beat (not reset by
+/// events), which keeps a transition from touching thousands of timers.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /api/ready/stream`.
@@ -155,7 +160,6 @@ pub async fn ready_stream(State(state): State<AppState>, Query(query): Query<Str
         tokio::select! {
             next = futures_util::StreamExt::next(&mut events) => {
                 let snapshot = next?;
-                ticker.reset();
                 Some((Ok::<_, Infallible>(snapshot.sse_event.clone()), (events, ticker)))
             }
             _ = ticker.tick() => Some((Ok(bytes::Bytes::from_static(b": keep-alive\n\n")), (events, ticker))),
