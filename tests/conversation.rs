@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hearth::readiness::Overall;
+use hearth::readiness::{Overall, Phase};
 use hearth_tests::{host_section, scripted, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::{
@@ -26,9 +26,18 @@ fn engines(extra_host: &str, tts: &str, stt: &str, chat: &str) -> String {
     )
 }
 
+/// A server whose every service has settled: READY does not wait for the
+/// optional STT, but these tests need to know whether it is there.
 async fn ready_server(config: &str) -> TestServer {
     let server = TestServer::start(config).await;
-    server.wait_for("ready", |s| s.state == Overall::Ready).await;
+    server
+        .wait_for("ready with every service settled", |s| {
+            s.state == Overall::Ready
+                && s.services
+                    .values()
+                    .all(|r| !matches!(r.phase, Phase::Pending | Phase::Loading { .. } | Phase::Warming))
+        })
+        .await;
     server
 }
 

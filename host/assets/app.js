@@ -7,6 +7,8 @@ const $ = (id) => document.getElementById(id);
 const LABELS = { tts: "TTS", stt: "STT", chat: "Chat" };
 const ORDER = ["tts", "stt", "chat"];
 
+const conv = { ws: null, bot: null, playAt: 0, audio: null, pendingAudio: null, recorder: null };
+
 const view = {
   ready: false,
   conversationOpened: false,
@@ -127,6 +129,7 @@ function render(r) {
   $("loading-title").textContent =
     r.state === "ERROR" ? "The backend could not start" : r.state === "READY" ? "Ready" : "Initializing backend…";
   renderTimeline(r);
+  updateMic(r.services.stt);
   if (r.ready && !view.ready) {
     view.ready = true;
     showConversation();
@@ -174,7 +177,26 @@ function follow() {
 
 // ------------------------------------------------------------- conversation
 
-const conv = { ws: null, bot: null, playAt: 0, audio: null, pendingAudio: null, recorder: null };
+/** Voice input follows the optional STT service, which may still be loading
+ * (or fail, or come back after a retry) while the conversation is open. */
+function updateMic(stt) {
+  if (conv.recorder) return;
+  const ready = !!stt && stt.status === "ready";
+  $("talk").disabled = !ready;
+  if (ready) {
+    if ($("mic-note").dataset.reason) $("mic-note").textContent = "";
+    delete $("mic-note").dataset.reason;
+    return;
+  }
+  let why = "speech to text is not configured";
+  if (stt) {
+    why = stt.status === "failed" ? `speech to text failed: ${stt.error}`
+      : stt.status === "not_installed" ? `speech to text is not installed: ${stt.reason}`
+      : `speech to text is ${stt.status}`;
+  }
+  $("mic-note").textContent = `Voice input unavailable: ${why}. Typing works.`;
+  $("mic-note").dataset.reason = "stt";
+}
 
 function logLine(cls, text) {
   const div = document.createElement("div");
@@ -210,10 +232,7 @@ function openConversation() {
     const m = JSON.parse(e.data);
     switch (m.type) {
       case "ready":
-        if (!m.stt) {
-          $("talk").disabled = true;
-          $("mic-note").textContent = `Voice input unavailable: ${m.stt_reason || "speech to text is not ready"}. Typing works.`;
-        }
+        // The readiness stream keeps the microphone button in step with STT.
         break;
       case "transcript":
         logLine("user", m.text || "(nothing heard)").classList.add("transcript");

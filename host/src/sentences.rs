@@ -28,6 +28,10 @@ impl SentenceSplitter {
             let mut cut = None;
             let mut chars = self.pending.char_indices().peekable();
             while let Some((i, c)) = chars.next() {
+                if c == '\n' {
+                    cut = Some(i + 1);
+                    break;
+                }
                 if !is_terminator(c) {
                     continue;
                 }
@@ -41,16 +45,9 @@ impl SentenceSplitter {
                         break;
                     }
                 }
-                match chars.peek() {
-                    Some(&(_, next)) if next.is_whitespace() => {
-                        cut = Some(end);
-                        break;
-                    }
-                    None if c == '\n' => {
-                        cut = Some(end);
-                        break;
-                    }
-                    _ => {}
+                if matches!(chars.peek(), Some(&(_, next)) if next.is_whitespace()) {
+                    cut = Some(end);
+                    break;
                 }
             }
             let Some(cut) = cut else { break };

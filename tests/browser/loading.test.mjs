@@ -111,7 +111,7 @@ test("without speech to text the microphone is disabled with the reason", async 
   try {
     await page.goto(hearth.url);
     await page.locator("#conversation").waitFor({ state: "visible", timeout: 10000 });
-    await page.locator("#mic-note", { hasText: "no whisper model" }).waitFor();
+    await page.locator("#mic-note", { hasText: "speech to text failed: no whisper model" }).waitFor();
     assert.equal(await page.locator("#talk").isDisabled(), true);
   } finally {
     await page.close();

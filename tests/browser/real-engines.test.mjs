@@ -35,7 +35,8 @@ test("speaking the JFK clip gets a transcript, a streamed reply and audio", { ti
     await page.locator("#conversation").waitFor({ state: "visible", timeout: 180000 });
     await page.locator("#timeline-section").screenshot({ path: join(ARTIFACTS, "real-startup-timeline.png") });
     await page.locator("#conv-status", { hasText: "connected" }).waitFor();
-    assert.equal(await page.locator("#talk").isDisabled(), false, await page.locator("#mic-note").textContent());
+    // STT is optional, so READY may come before it; the button follows it.
+    await page.waitForFunction(() => !document.querySelector("#talk").disabled, null, { timeout: 60000 });
 
     // Talk for the length of the clip (11 s), then send.
     await page.click("#talk");
