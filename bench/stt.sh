@@ -5,8 +5,8 @@
 # Both sides run the same whisper.cpp source (the copy vendored in the
 # whisper-rs-sys crate Hearth builds with), the same model
 # (models/whisper/ggml-tiny.en.bin), the same threads and the same decoding
-# parameters, on the same clips: samples/jfk.wav (11 s) and that clip three
-# times over (33 s, so two 30 s windows).
+# parameters, on the same clip: samples/jfk.wav (11 s); with --long also
+# that clip three times over (33 s, so two 30 s windows).
 #
 #   hearth     plugins/stt-whisper/examples/bench.rs: the release cdylib
 #              opened by the host's loader (load, warmup, RUNS transcriptions)
@@ -19,14 +19,16 @@
 #              with --no-warmup
 #
 # Rounds alternate the two sides so both see the same machine noise. The
-# table gives medians; the ratio is Hearth's median transcription time over
-# whisper.cpp's (target <= 1.05).
+# table gives medians of wall time and of process CPU time (all threads;
+# less disturbed by other work on the machine than wall time, though ggml's
+# spinning threads count too). The ratio is Hearth's median transcription
+# time over whisper.cpp's (target <= 1.05).
 #
 # whisper.cpp's whisper-cli cannot be built here: the whisper.cpp copy in
 # whisper-rs-sys ships without its examples/ directory. The C API driver
 # does what whisper-cli does for one file, minus its output formatting.
 #
-# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N]
+# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N] [--long]
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth),
 # PYTHON (default python3). Raw results: bench/results/stt-<time>.jsonl.
 set -euo pipefail
@@ -37,11 +39,13 @@ PYTHON=${PYTHON:-python3}
 ROUNDS=3
 RUNS=3
 THREADS=2
+LONG=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2;;
     --runs) RUNS=$2; shift 2;;
     --threads) THREADS=$2; shift 2;;
+    --long) LONG=1; shift;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "bench/stt.sh: unknown argument '$1' (see --help)" >&2; exit 2;;
   esac
@@ -118,8 +122,10 @@ model = "$MODEL"
 threads = $THREADS
 EOF
 
-# The clip three times over, for a transcription longer than one window.
-"$PYTHON" - "$CLIP" "$TMP/jfk-x3.wav" <<'EOF'
+CLIPS=("$CLIP")
+if [ "$LONG" = 1 ]; then
+  # The clip three times over, for a transcription longer than one window.
+  "$PYTHON" - "$CLIP" "$TMP/jfk-x3.wav" <<'EOF'
 import sys, wave
 with wave.open(sys.argv[1]) as w:
     params, frames = w.getparams(), w.readframes(w.getnframes())
@@ -127,7 +133,8 @@ with wave.open(sys.argv[2], "wb") as out:
     out.setparams(params)
     out.writeframes(frames * 3)
 EOF
-CLIPS=("$CLIP" "$TMP/jfk-x3.wav")
+  CLIPS+=("$TMP/jfk-x3.wav")
+fi
 
 # ---- runs ----------------------------------------------------------------------------------
 mkdir -p "$ROOT/bench/results"
@@ -158,22 +165,24 @@ def med(xs): return statistics.median(xs) if xs else float("nan")
 def norm(t): return " ".join(re.sub(r"[^a-z0-9 ]", " ", t.lower()).split())
 
 print()
-print(f"{'clip':<12} {'engine':<44} {'load ms':>8} {'warm ms':>8} {'median ms':>10} {'min ms':>8} {'RTF':>6} {'runs':>5}")
+print(f"{'clip':<12} {'engine':<44} {'load ms':>8} {'warm ms':>8} {'median ms':>10} {'min ms':>8} {'cpu ms':>8} {'RTF':>6} {'runs':>5}")
 ratios = {}
 for clip in dict.fromkeys(r["clip"] for r in rows if r["who"] in ("hearth", "whisper")):
     summary = {}
     for who in ("hearth", "whisper"):
         mine = [r for r in rows if r["who"] == who and r["clip"] == clip]
         runs = [ms for r in mine for ms in r["run_ms"]]
+        cpu = [ms for r in mine for ms in r.get("cpu_ms", []) if ms is not None]
         s = summary[who] = {
-            "engine": mine[0]["engine"], "load": med([r["load_ms"] for r in mine]),
+            "engine": mine[0]["engine"], "load": med([r["load_ms"] for r in mine]), "cpu": med(cpu),
             "warm": med([r["warmup_ms"] for r in mine]), "median": med(runs), "min": min(runs),
             "audio": mine[0]["audio_seconds"], "n": len(runs), "texts": {norm(r["text"]) for r in mine},
         }
         print(f"{clip:<12} {s['engine']:<44} {s['load']:>8.0f} {s['warm']:>8.0f} {s['median']:>10.0f} {s['min']:>8.0f} "
-              f"{s['median'] / 1e3 / s['audio']:>6.3f} {s['n']:>5}")
+              f"{s['cpu']:>8.0f} {s['median'] / 1e3 / s['audio']:>6.3f} {s['n']:>5}")
     same = summary["hearth"]["texts"] == summary["whisper"]["texts"] and len(summary["hearth"]["texts"]) == 1
     ratios[clip] = (summary["hearth"]["median"] / summary["whisper"]["median"], same)
+    ratios[clip + ", cpu"] = (summary["hearth"]["cpu"] / summary["whisper"]["cpu"], None)
 
 cold = {who: [r for r in rows if r["who"] == who] for who in ("hearth-cold", "whisper-cold")}
 if all(cold.values()):
@@ -187,6 +196,6 @@ if all(cold.values()):
 print()
 for clip, (ratio, same) in ratios.items():
     note = "" if same is None else ("  same text" if same else "  TEXT DIFFERS")
-    print(f"ratio hearth/whisper.cpp, median transcription time, {clip:<12} {ratio:.3f}  (target <= 1.05){note}")
+    print(f"ratio hearth/whisper.cpp, median transcription time, {clip:<16} {ratio:.3f}  (target <= 1.05){note}")
 print(f"raw results: {sys.argv[1]}")
 EOF

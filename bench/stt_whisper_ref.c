@@ -24,6 +24,13 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* CPU time of the whole process (all threads), in ms. */
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void quiet(enum ggml_log_level level, const char *text, void *user) {
     (void)level; (void)text; (void)user;
 }
@@ -128,11 +135,17 @@ int main(int argc, char **argv) {
 
     printf("{\"engine\":\"whisper.cpp %s C API\",\"threads\":%d,\"load_ms\":%.3f,\"warmup_ms\":%.3f,\"audio_seconds\":%.3f,\"run_ms\":[",
            whisper_version(), threads, load_ms, warmup_ms, n / 16000.0);
+    double *cpu = calloc(runs, sizeof(double));
     for (int r = 0; r < runs; r++) {
         t0 = now_ms();
+        double c0 = cpu_ms();
         if (whisper_full_with_state(ctx, state, p, audio, n) != 0) die("transcription failed");
+        cpu[r] = cpu_ms() - c0;
         printf("%s%.3f", r ? "," : "", now_ms() - t0);
     }
+    printf("],\"cpu_ms\":[");
+    for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", cpu[r]);
+    free(cpu);
     printf("],\"text\":");
     /* The text as Hearth joins it: trimmed segments separated by one space. */
     size_t cap = 1 << 16, len = 0;
