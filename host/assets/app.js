@@ -319,7 +319,7 @@ function stopTalking() {
   r.context.close();
   if (conv.ws) conv.ws.send(JSON.stringify({ type: "end" }));
   $("talk").classList.remove("recording");
-  $("talk").textContent = "🎤 Talk";
+  $("talk").textContent = "● Talk";
   $("mic-note").textContent = "";
   $("cancel").disabled = false;
 }
