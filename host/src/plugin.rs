@@ -229,6 +229,23 @@ pub trait LoadObserver: Sync {
     fn service(&self) -> &str;
 }
 
+/// A [`LoadObserver`] that ignores progress and never cancels, for driving
+/// an engine outside the supervisor: benchmarks and tests. The string is the
+/// service name plugin log lines are tagged with.
+pub struct Unobserved(pub &'static str);
+
+impl LoadObserver for Unobserved {
+    fn progress(&self, _fraction: f32, _message: &str) {}
+
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+
+    fn service(&self) -> &str {
+        self.0
+    }
+}
+
 struct HostCallbacks<'a>(&'a dyn LoadObserver);
 
 impl hearth_plugin_api::HostContext for HostCallbacks<'_> {

@@ -21,7 +21,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use hearth::plugin::{Libraries, LoadObserver};
+use hearth::plugin::{Libraries, Unobserved};
 use hearth_chat_http::wire::{parse_sse_line, Event, LineSplitter};
 use hearth_plugin_api::{ChatMessage, ChatRole, Flow};
 use serde_json::json;
@@ -111,18 +111,6 @@ async fn direct(client: &reqwest::Client, url: &str, prompt: &str, max_tokens: u
         }
     }
     run_of(started, &stamps)
-}
-
-struct Quiet;
-
-impl LoadObserver for Quiet {
-    fn progress(&self, _: f32, _: &str) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        "chat"
-    }
 }
 
 fn free_port() -> u16 {
@@ -256,9 +244,9 @@ fn main() {
         "temperature": 0.0, "seed": 1, "max_tokens": a.max_tokens,
     });
     engine
-        .load(&config.to_string(), std::path::Path::new("."), &Quiet)
+        .load(&config.to_string(), std::path::Path::new("."), &Unobserved("chat"))
         .expect("load");
-    engine.warmup(&Quiet).expect("warmup");
+    engine.warmup(&Unobserved("chat")).expect("warmup");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,22 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use hearth::plugin::{Libraries, LoadObserver, Plugin};
+use hearth::plugin::{Libraries, Plugin, Unobserved};
 use hearth_plugin_api::{EngineKind, PcmInput, PcmSamples};
 
 use crate::util::{self, jfk, normalize, JFK};
-
-struct Quiet;
-
-impl LoadObserver for Quiet {
-    fn progress(&self, _fraction: f32, _message: &str) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        "stt"
-    }
-}
 
 /// One set of libraries for the process, as in the host.
 fn plugin() -> Arc<Plugin> {
@@ -45,13 +33,17 @@ fn the_host_loads_warms_and_transcribes_with_the_plugin() {
 
     let engine = plugin.new_engine().unwrap();
     engine
-        .load(r#"{"model": "models/whisper/ggml-tiny.en.bin"}"#, &util::root(), &Quiet)
+        .load(
+            r#"{"model": "models/whisper/ggml-tiny.en.bin"}"#,
+            &util::root(),
+            &Unobserved("stt"),
+        )
         .unwrap();
     engine.health().unwrap();
     let info = engine.describe();
     assert_eq!(info.model.into_option().unwrap().as_str(), "ggml-tiny.en");
     assert!(info.engine_version.as_str().starts_with("whisper.cpp"));
-    let report = engine.warmup(&Quiet).unwrap();
+    let report = engine.warmup(&Unobserved("stt")).unwrap();
     assert!(report.warmed.as_str().contains("silence"), "{}", report.warmed);
 
     let clip = jfk();
@@ -74,12 +66,16 @@ fn a_truncated_model_fails_load_through_the_host_which_lives_on() {
     let file = util::truncated_model(std::fs::metadata(util::model_path()).unwrap().len() / 3);
     let engine = plugin.new_engine().unwrap();
     let e = engine
-        .load(&format!(r#"{{"model": {}}}"#, file.json()), &util::root(), &Quiet)
+        .load(
+            &format!(r#"{{"model": {}}}"#, file.json()),
+            &util::root(),
+            &Unobserved("stt"),
+        )
         .unwrap_err();
     assert!(e.contains("truncated") && e.contains("fetch-models.sh"), "{e}");
     assert!(engine.health().is_err());
     // A retry on a new engine from the same library works.
     let engine = plugin.new_engine().unwrap();
-    engine.load("{}", &util::root(), &Quiet).unwrap();
+    engine.load("{}", &util::root(), &Unobserved("stt")).unwrap();
     engine.health().unwrap();
 }

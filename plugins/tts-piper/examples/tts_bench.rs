@@ -4,7 +4,7 @@
 //! object; `bench/tts.sh` runs it beside piper-tts and makes the table.
 //!
 //! ```sh
-//! cargo run --release -p hearth-tts-piper --example bench -- -c plugins.toml --runs 3 bench/tts-sentences.txt
+//! cargo run --release -p hearth-tts-piper --example tts_bench -- -c plugins.toml --runs 3 bench/tts-sentences.txt
 //! ```
 
 use std::{
@@ -14,21 +14,9 @@ use std::{
 
 use hearth::{
     config::{Config, ServiceName},
-    plugin::{Libraries, LoadObserver},
+    plugin::{Libraries, Unobserved},
 };
 use hearth_plugin_api::Flow;
-
-struct Quiet;
-
-impl LoadObserver for Quiet {
-    fn progress(&self, _fraction: f32, _message: &str) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        "tts"
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -74,10 +62,10 @@ fn run() -> Result<(), String> {
     let engine = plugin.new_engine()?;
 
     let started = Instant::now();
-    engine.load(&service.config_json, &config.base_dir, &Quiet)?;
+    engine.load(&service.config_json, &config.base_dir, &Unobserved("tts"))?;
     let load = started.elapsed();
     let warm_started = Instant::now();
-    engine.warmup(&Quiet)?;
+    engine.warmup(&Unobserved("tts"))?;
     let warmup = warm_started.elapsed();
 
     let mut run_ms = Vec::new();

@@ -4,7 +4,7 @@
 //! `bench/stt.sh` runs it beside whisper.cpp's C API and makes the table.
 //!
 //! ```sh
-//! cargo run --release -p hearth-stt-whisper --example bench -- -c plugins.toml --runs 3 samples/jfk.wav
+//! cargo run --release -p hearth-stt-whisper --example stt_bench -- -c plugins.toml --runs 3 samples/jfk.wav
 //! ```
 
 use std::{
@@ -14,21 +14,9 @@ use std::{
 
 use hearth::{
     config::{Config, ServiceName},
-    plugin::{Libraries, LoadObserver},
+    plugin::{Libraries, Unobserved},
 };
 use hearth_plugin_api::{PcmInput, PcmSamples};
-
-struct Quiet;
-
-impl LoadObserver for Quiet {
-    fn progress(&self, _fraction: f32, _message: &str) {}
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        "stt"
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -80,10 +68,10 @@ fn run() -> Result<(), String> {
     let engine = plugin.new_engine()?;
 
     let started = Instant::now();
-    engine.load(&service.config_json, &config.base_dir, &Quiet)?;
+    engine.load(&service.config_json, &config.base_dir, &Unobserved("stt"))?;
     let load = started.elapsed();
     let warm_started = Instant::now();
-    let warmed = engine.warmup(&Quiet)?;
+    let warmed = engine.warmup(&Unobserved("stt"))?;
     let warmup = warm_started.elapsed();
 
     let mut run_ms = Vec::new();
