@@ -12,6 +12,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 HEARTH_LOG=warn ./target/release/hearth serve --config plugins.toml --listen "127.0.0.1:$port" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "Hearth did not become ready" >&2; exit 1; }
+# READY does not wait for the optional STT; this benchmark needs it.
+stt_ready() {
+  curl -s "http://127.0.0.1:$port/api/ready" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["ready"] and d["services"]["stt"]["status"] == "ready" else 1)'
+}
+for _ in $(seq 600); do stt_ready 2>/dev/null && break; sleep 0.2; done
+stt_ready || { echo "Hearth (with STT) did not become ready" >&2; exit 1; }
 ./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav "$RUNS"
