@@ -15,7 +15,7 @@ use std::{
 };
 
 use abi_stable::{
-    library::{lib_header_from_path, LibraryError, RootModule, ROOT_MODULE_LOADER_NAME},
+    library::{lib_header_from_path, LibraryError, ROOT_MODULE_LOADER_NAME},
     sabi_trait::TD_Opaque,
     std_types::{RResult, RSlice, RStr},
 };
@@ -388,9 +388,3 @@ impl Engine {
 pub fn inspect(path: &Path) -> Result<Arc<Plugin>> {
     Libraries::default().open(path)
 }
-
-// `RootModule` must be in scope for `init_root_module`'s bound.
-const _: fn() = || {
-    fn assert_root<M: RootModule>() {}
-    assert_root::<PluginModRef>();
-};

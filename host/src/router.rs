@@ -17,7 +17,7 @@
 //!
 //! Anything else answers a JSON error (404 or 405) from [`HostError`].
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use axum::{
     http::{Method, Uri},
@@ -36,8 +36,6 @@ pub struct AppState {
     pub readiness: ReadinessRx,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
-    /// When the server started.
-    pub started: Instant,
     /// One permit per open conversation (`max_conversations`).
     pub conversations: Arc<tokio::sync::Semaphore>,
 }
@@ -53,7 +51,6 @@ impl AppState {
             readiness: supervisor.subscribe(),
             supervisor,
             shutdown: tokio_util::sync::CancellationToken::new(),
-            started: Instant::now(),
         }
     }
 }
