@@ -24,6 +24,7 @@ pub mod page;
 pub mod plugin;
 pub mod readiness;
 pub mod readiness_api;
+mod readiness_view;
 pub mod router;
 pub mod sentences;
 pub mod server;

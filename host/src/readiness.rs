@@ -7,9 +7,12 @@
 //! (`current`) or awaits the next one (`changed`): readers never block the
 //! writer, and a slow reader only ever skips to the newest state.
 //!
-//! Every transition rebuilds the snapshot, including the JSON bodies of
-//! `/api/ready` and `/api/health`, so serving them costs no locking and no
-//! serializing per request.
+//! Every transition that changes something rebuilds the snapshot, including
+//! the `/api/ready` and `/api/health` bodies and the SSE event (rendered by
+//! the `readiness_view` module), so serving them costs no locking and no
+//! serializing per request. A transition that changes nothing (a repeated
+//! health result, progress outside loading, a retry of a service that cannot
+//! be retried) publishes nothing: the version stays and no reader wakes.
 
 use std::{
     collections::BTreeMap,
@@ -21,7 +24,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::ServiceName;
+use crate::{config::ServiceName, readiness_view};
 
 /// The overall state, exactly the seed's five.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,6 +116,16 @@ impl Phase {
         }
     }
 
+    /// This service's progress in the API, 0–100.
+    pub fn percent(&self) -> u8 {
+        (self.fraction() * 100.0).round() as u8
+    }
+
+    /// Failed or not installed: what a retry may start again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Failed { .. } | Self::NotInstalled { .. })
+    }
+
     fn is_down(&self) -> bool {
         matches!(
             self,
@@ -144,7 +157,7 @@ pub struct Timeline {
 }
 
 /// Everything known about one service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceRecord {
     /// Which service.
     pub name: ServiceName,
@@ -197,7 +210,7 @@ impl ServiceRecord {
 /// One published state of everything.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Increases by one with every transition.
+    /// Increases by one with every transition that changes something.
     pub version: u64,
     /// The overall state.
     pub state: Overall,
@@ -231,98 +244,6 @@ impl Snapshot {
     pub fn service(&self, name: ServiceName) -> Option<&ServiceRecord> {
         self.services.get(&name)
     }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-#[derive(Serialize)]
-struct ServiceJson<'a> {
-    ready: bool,
-    status: &'static str,
-    required: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    progress: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-    plugin: Option<&'a str>,
-    plugin_version: Option<&'a str>,
-    engine: Option<&'a str>,
-    model: Option<&'a str>,
-    loaded_at: Option<String>,
-    load_time_ms: Option<u64>,
-    warmup_time_ms: Option<u64>,
-    warmed: Option<&'a str>,
-    rewarming: bool,
-    health_error: Option<&'a str>,
-    timeline: &'a Timeline,
-}
-
-impl<'a> ServiceJson<'a> {
-    fn new(r: &'a ServiceRecord) -> Self {
-        let (reason, error, message) = match &r.phase {
-            Phase::Failed { error } => (None, Some(error.as_str()), None),
-            Phase::NotInstalled { reason } | Phase::Disabled { reason } => (Some(reason.as_str()), None, None),
-            Phase::Pending => (Some("waiting to load"), None, None),
-            Phase::Loading { message, .. } => (Some("loading"), None, Some(message.as_str())),
-            Phase::Warming => (Some("warming up"), None, None),
-            Phase::Ready => (None, None, None),
-        };
-        Self {
-            ready: r.phase == Phase::Ready,
-            status: r.phase.status(),
-            required: r.required,
-            reason,
-            error,
-            progress: (r.phase.fraction() * 100.0).round() as u8,
-            message: message.filter(|m| !m.is_empty()),
-            plugin: r.plugin.as_ref().map(|p| p.name.as_str()),
-            plugin_version: r.plugin.as_ref().map(|p| p.version.as_str()),
-            engine: r.engine.as_deref(),
-            model: r.model.as_deref(),
-            loaded_at: r.loaded_at.map(rfc3339),
-            load_time_ms: r.load_time_ms,
-            warmup_time_ms: r.warmup_time_ms,
-            warmed: r.warmed.as_deref(),
-            rewarming: r.rewarming,
-            health_error: r.health_error.as_deref(),
-            timeline: &r.timeline,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ReadyJson<'a> {
-    ready: bool,
-    state: Overall,
-    progress: u8,
-    services: BTreeMap<ServiceName, ServiceJson<'a>>,
-    startup_time_ms: Option<u64>,
-    errors: &'a [String],
-    version: u64,
-}
-
-#[derive(Serialize)]
-struct HealthServiceJson<'a> {
-    available: bool,
-    installed: bool,
-    enabled: bool,
-    required: bool,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct HealthJson<'a> {
-    status: &'static str,
-    ready: bool,
-    ready_state: Overall,
-    services: BTreeMap<ServiceName, HealthServiceJson<'a>>,
 }
 
 /// The tracker's mutable state: one lock for all of it.
@@ -381,51 +302,29 @@ impl Tracker {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn snapshot(&self) -> Snapshot {
-        let errors = self.errors();
-        let services_json = self.services.iter().map(|(k, r)| (*k, ServiceJson::new(r))).collect();
-        let ready_json = serde_json::to_vec(&ReadyJson {
-            ready: self.state == Overall::Ready,
-            state: self.state,
-            progress: self.progress_floor,
-            services: services_json,
-            startup_time_ms: self.startup_time_ms,
-            errors: &errors,
-            version: self.version,
-        })
-        .expect("readiness JSON serializes");
-        let healthy = !self
+    /// Whether `/api/health` answers 200: no required service is missing
+    /// or disabled. (A failed service is installed; it makes the state
+    /// ERROR, not the health.)
+    fn healthy(&self) -> bool {
+        !self
             .services
             .values()
-            .any(|s| s.required && matches!(s.phase, Phase::NotInstalled { .. } | Phase::Disabled { .. }));
-        let health_services = self
-            .services
-            .iter()
-            .map(|(k, r)| {
-                let (installed, enabled, reason) = match &r.phase {
-                    Phase::NotInstalled { reason } => (false, true, Some(reason.as_str())),
-                    Phase::Disabled { reason } => (false, false, Some(reason.as_str())),
-                    Phase::Failed { error } => (true, true, Some(error.as_str())),
-                    _ => (true, true, r.health_error.as_deref()),
-                };
-                let service = HealthServiceJson {
-                    available: r.phase == Phase::Ready && r.health_error.is_none(),
-                    installed,
-                    enabled,
-                    required: r.required,
-                    status: r.phase.status(),
-                    reason,
-                };
-                (*k, service)
-            })
-            .collect();
-        let health_json = serde_json::to_vec(&HealthJson {
-            status: if healthy { "healthy" } else { "unhealthy" },
-            ready: self.state == Overall::Ready,
-            ready_state: self.state,
-            services: health_services,
-        })
-        .expect("health JSON serializes");
+            .any(|s| s.required && matches!(s.phase, Phase::NotInstalled { .. } | Phase::Disabled { .. }))
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let errors = self.errors();
+        let healthy = self.healthy();
+        let views = readiness_view::Input {
+            version: self.version,
+            state: self.state,
+            progress: self.progress_floor,
+            services: &self.services,
+            startup_time_ms: self.startup_time_ms,
+            errors: &errors,
+            healthy,
+        }
+        .render();
         Snapshot {
             version: self.version,
             state: self.state,
@@ -433,15 +332,9 @@ impl Tracker {
             services: self.services.clone(),
             startup_time_ms: self.startup_time_ms,
             errors,
-            sse_event: Bytes::from(format!(
-                "id: {}\ndata: {}\n\n",
-                self.version,
-                // serde_json's compact output has no newline, so one
-                // `data:` line carries the whole body.
-                String::from_utf8_lossy(&ready_json)
-            )),
-            ready_json: Bytes::from(ready_json),
-            health_json: Bytes::from(health_json),
+            ready_json: views.ready_json,
+            health_json: views.health_json,
+            sse_event: views.sse_event,
             healthy,
         }
     }
@@ -496,18 +389,30 @@ impl ReadinessTx {
     /// Applies `change` to one service, recomputes everything, logs and
     /// publishes. `new_startup` lets the progress start again from the
     /// services' own values (a retry begins a new startup).
-    fn transition(&self, name: ServiceName, new_startup: bool, change: impl FnOnce(&mut ServiceRecord, u64)) {
+    ///
+    /// A change that leaves the record as it was publishes nothing: no new
+    /// version, no wake-up of readers, no SSE event. That is enough to know
+    /// nothing changed: the overall state, the errors and the health are
+    /// functions of the records, the progress floor only moves when a record
+    /// does (or when a startup begins, which a retry that changed nothing
+    /// does not), and the startup time is set only when the state changes.
+    /// Applies `change` to one service's record and publishes the result;
+    /// returns false (publishing nothing) when it changed nothing.
+    fn transition(&self, name: ServiceName, new_startup: bool, change: impl FnOnce(&mut ServiceRecord, u64)) -> bool {
         let mut t = self.shared.tracker.lock().unwrap_or_else(|e| e.into_inner());
         let now = t.elapsed_ms();
         let Some(record) = t.services.get_mut(&name) else {
             tracing::warn!(service = %name, "transition for an untracked service ignored");
-            return;
+            return false;
         };
-        let old_phase = record.phase.clone();
+        let old = record.clone();
         change(record, now);
-        let new_phase = record.phase.clone();
+        if *record == old {
+            return false;
+        }
+        let (old_phase, new_phase) = (&old.phase, &record.phase);
         if old_phase.status() != new_phase.status() {
-            match &new_phase {
+            match new_phase {
                 Phase::Failed { error } => {
                     tracing::warn!(service = %name, "{} => {}: {error}", old_phase.status(), new_phase.status())
                 }
@@ -542,6 +447,7 @@ impl ReadinessTx {
         let snapshot = Arc::new(t.snapshot());
         // Sent under the lock so that readers see transitions in order.
         self.shared.tx.send_replace(snapshot);
+        true
     }
 
     /// Pending → loading.
@@ -559,7 +465,8 @@ impl ReadinessTx {
         });
     }
 
-    /// A plugin's sub-progress while loading; ignored in other phases.
+    /// A plugin's sub-progress while loading; ignored in other phases. The
+    /// progress never goes back, and an empty message keeps the last one.
     pub fn load_progress(&self, name: ServiceName, progress: f32, message: &str) {
         self.transition(name, false, |r, _| {
             if let Phase::Loading {
@@ -626,12 +533,16 @@ impl ReadinessTx {
         self.transition(name, false, |r, _| r.phase = Phase::Disabled { reason });
     }
 
-    /// Failed → pending, starting a new startup for the progress.
-    pub fn retrying(&self, name: ServiceName) {
+    /// Failed or not installed → pending, starting a new startup for the
+    /// progress. Ignored in other phases, which cannot be retried; returns
+    /// whether it happened, so that of two racing retries only one starts.
+    pub fn retrying(&self, name: ServiceName) -> bool {
         self.transition(name, true, |r, _| {
-            r.phase = Phase::Pending;
-            r.health_error = None;
-        });
+            if r.phase.is_retryable() {
+                r.phase = Phase::Pending;
+                r.health_error = None;
+            }
+        })
     }
 
     /// A ready service's re-warm started (`true`) or ended (`false`), with
@@ -647,19 +558,20 @@ impl ReadinessTx {
     }
 
     /// The result of a periodic health probe of a ready service; publishes
-    /// only when it changes.
+    /// (and logs) only when it differs from the last one.
     pub fn health(&self, name: ServiceName, result: Result<(), String>) {
         let error = result.err();
-        let current = self.subscribe().current();
-        if current.service(name).map(|s| &s.health_error) == Some(&error) {
-            return;
-        }
-        if let Some(e) = &error {
-            tracing::warn!(service = %name, "health probe failed: {e}");
-        } else {
-            tracing::info!(service = %name, "health probe passes again");
-        }
-        self.transition(name, false, |r, _| r.health_error = error);
+        self.transition(name, false, |r, _| {
+            if r.health_error == error {
+                return;
+            }
+            if let Some(e) = &error {
+                tracing::warn!(service = %name, "health probe failed: {e}");
+            } else {
+                tracing::info!(service = %name, "health probe passes again");
+            }
+            r.health_error = error;
+        });
     }
 }
 
@@ -813,5 +725,191 @@ mod tests {
         bring_up(&tx, ServiceName::Tts);
         bring_up(&tx, ServiceName::Chat);
         assert_eq!(waiter.await.unwrap(), Some(Overall::Ready));
+    }
+
+    /// Applies `change` with a fresh reader watching, and says whether it
+    /// published: asserts that a new snapshot means exactly one version more,
+    /// and that no new snapshot means the very same one.
+    fn publishes(tx: &ReadinessTx, change: impl FnOnce(&ReadinessTx)) -> bool {
+        let rx = tx.subscribe();
+        let before = rx.current();
+        change(tx);
+        let after = rx.current();
+        let changed = rx.rx.has_changed().expect("the tracker is alive");
+        if changed {
+            assert_eq!(after.version, before.version + 1);
+        } else {
+            assert_eq!(after.version, before.version);
+            assert!(
+                Arc::ptr_eq(&before, &after),
+                "a new snapshot was sent without a wake-up"
+            );
+        }
+        changed
+    }
+
+    #[test]
+    fn load_progress_outside_loading_publishes_nothing() {
+        let (tx, rx) = three();
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.5, "pending")));
+        bring_up(&tx, ServiceName::Tts);
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.5, "ready")));
+        tx.loading(ServiceName::Chat, label());
+        tx.failed(ServiceName::Chat, "down".into());
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Chat, 0.5, "failed")));
+        assert_eq!(
+            rx.current().service(ServiceName::Chat).unwrap().phase.status(),
+            "failed"
+        );
+    }
+
+    #[test]
+    fn load_progress_that_moves_nothing_publishes_nothing() {
+        let (tx, rx) = three();
+        tx.loading(ServiceName::Tts, label());
+        assert!(publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.5, "half")));
+        // The same again; a lower fraction (the bar never goes back); no
+        // message (the last one stays); a fraction clamped to where it is.
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.5, "half")));
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.2, "")));
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 0.5, "")));
+        assert!(!publishes(&tx, |tx| tx.load_progress(
+            ServiceName::Tts,
+            f32::NAN,
+            "half"
+        )));
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, -1.0, "half")));
+        // A new message alone is news: the API shows it.
+        assert!(publishes(&tx, |tx| tx.load_progress(
+            ServiceName::Tts,
+            0.2,
+            "still half"
+        )));
+        assert!(publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 1.0, "")));
+        assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Tts, 7.0, "")));
+        let s = rx.current();
+        assert_eq!(
+            s.service(ServiceName::Tts).unwrap().phase,
+            Phase::Loading {
+                progress: 1.0,
+                message: "still half".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_repeated_health_result_publishes_nothing() {
+        let (tx, rx) = three();
+        bring_up(&tx, ServiceName::Tts);
+        assert!(!publishes(&tx, |tx| tx.health(ServiceName::Tts, Ok(()))));
+        assert!(publishes(&tx, |tx| tx.health(ServiceName::Tts, Err("slow".into()))));
+        assert!(!publishes(&tx, |tx| tx.health(ServiceName::Tts, Err("slow".into()))));
+        assert!(publishes(&tx, |tx| tx.health(ServiceName::Tts, Err("slower".into()))));
+        assert!(publishes(&tx, |tx| tx.health(ServiceName::Tts, Ok(()))));
+        assert!(!publishes(&tx, |tx| tx.health(ServiceName::Tts, Ok(()))));
+        assert_eq!(rx.current().service(ServiceName::Tts).unwrap().health_error, None);
+    }
+
+    #[test]
+    fn a_retry_of_what_cannot_be_retried_publishes_nothing() {
+        let (tx, rx) = three();
+        assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "pending");
+        tx.loading(ServiceName::Tts, label());
+        tx.load_progress(ServiceName::Tts, 0.5, "half");
+        let progress = rx.current().progress;
+        assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "loading");
+        // Neither the phase nor the progress went back to the start.
+        let s = rx.current();
+        assert_eq!(s.service(ServiceName::Tts).unwrap().phase.status(), "loading");
+        assert_eq!(s.progress, progress);
+        tx.loaded(ServiceName::Tts, "e".into(), None, Duration::ZERO, true);
+        assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "warming");
+        tx.warmed(ServiceName::Tts, Duration::ZERO, "w".into(), None);
+        assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "ready");
+        tx.disabled(ServiceName::Stt, "off".into());
+        assert!(
+            !publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Stt))),
+            "disabled"
+        );
+    }
+
+    #[test]
+    fn a_retry_of_a_failed_or_missing_service_publishes() {
+        let (tx, rx) = three();
+        tx.loading(ServiceName::Chat, label());
+        tx.failed(ServiceName::Chat, "down".into());
+        assert!(publishes(&tx, |tx| assert!(tx.retrying(ServiceName::Chat))));
+        assert_eq!(rx.current().service(ServiceName::Chat).unwrap().phase, Phase::Pending);
+        tx.not_installed(ServiceName::Tts, "missing".into());
+        assert!(rx.current().progress > 0);
+        assert!(publishes(&tx, |tx| assert!(tx.retrying(ServiceName::Tts))));
+        // A new startup: the progress starts again from the services' own.
+        assert_eq!(rx.current().progress, 0);
+        assert!(
+            !publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))),
+            "a second retry"
+        );
+    }
+
+    #[test]
+    fn repeating_a_settled_phase_publishes_nothing() {
+        let (tx, _rx) = three();
+        tx.loading(ServiceName::Chat, label());
+        assert!(publishes(&tx, |tx| tx.failed(ServiceName::Chat, "down".into())));
+        assert!(!publishes(&tx, |tx| tx.failed(ServiceName::Chat, "down".into())));
+        assert!(publishes(&tx, |tx| tx.failed(ServiceName::Chat, "still down".into())));
+        assert!(publishes(&tx, |tx| tx.not_installed(ServiceName::Tts, "missing".into())));
+        assert!(!publishes(&tx, |tx| tx.not_installed(ServiceName::Tts, "missing".into())));
+        assert!(publishes(&tx, |tx| tx.disabled(ServiceName::Stt, "off".into())));
+        assert!(!publishes(&tx, |tx| tx.disabled(ServiceName::Stt, "off".into())));
+    }
+
+    #[test]
+    fn a_rewarm_that_changes_nothing_publishes_nothing() {
+        let (tx, rx) = three();
+        bring_up(&tx, ServiceName::Tts);
+        assert!(
+            !publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, false, None)),
+            "not running"
+        );
+        assert!(publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, true, None)));
+        assert!(
+            !publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, true, None)),
+            "already running"
+        );
+        // A failed re-warm ends it: news.
+        assert!(publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, false, None)));
+        tx.rewarm(ServiceName::Tts, true, None);
+        let result = || Some((Duration::from_millis(7), "again".to_owned()));
+        assert!(publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, false, result())));
+        assert!(
+            !publishes(&tx, |tx| tx.rewarm(ServiceName::Tts, false, result())),
+            "the same result"
+        );
+        assert_eq!(rx.current().service(ServiceName::Tts).unwrap().warmup_time_ms, Some(7));
+    }
+
+    #[test]
+    fn a_transition_of_an_untracked_service_publishes_nothing() {
+        let (tx, _rx) = channel([(ServiceName::Tts, true)]);
+        assert!(!publishes(&tx, |tx| tx.loading(ServiceName::Chat, label())));
+        assert!(!publishes(&tx, |tx| tx.failed(ServiceName::Chat, "down".into())));
+    }
+
+    #[tokio::test]
+    async fn readers_sleep_through_transitions_that_change_nothing() {
+        let (tx, mut rx) = three();
+        bring_up(&tx, ServiceName::Tts);
+        rx.mark_seen();
+        let version = rx.current().version;
+        let waiter = tokio::spawn(async move { rx.changed().await.map(|s| s.version) });
+        tx.health(ServiceName::Tts, Ok(()));
+        tx.load_progress(ServiceName::Tts, 1.0, "late");
+        tx.retrying(ServiceName::Tts);
+        tx.rewarm(ServiceName::Tts, false, None);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        tx.health(ServiceName::Tts, Err("slow".into()));
+        assert_eq!(waiter.await.unwrap(), Some(version + 1));
     }
 }

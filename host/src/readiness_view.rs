@@ -1,0 +1,458 @@
+//! The readiness views: the `/api/ready` and `/api/health` JSON bodies and
+//! the framed `/api/ready/stream` event, rendered from one state of the
+//! tracker in [`crate::readiness`].
+//!
+//! The tracker renders them once per transition, under its lock, and stores
+//! the bytes in the [`Snapshot`](crate::readiness::Snapshot) it publishes, so
+//! serving them costs no locking and no serializing per request or per
+//! subscriber. This module decides only how the state looks on the wire;
+//! what the state is (overall state, progress, health) is decided in
+//! `readiness.rs`. The README documents these bodies field by field: change
+//! them only together with it.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::{
+    config::ServiceName,
+    readiness::{Overall, Phase, ServiceRecord, Timeline},
+};
+
+/// What the views are rendered from: one state of the tracker, borrowed.
+pub(crate) struct Input<'a> {
+    /// The snapshot's version (the SSE event's `id`).
+    pub version: u64,
+    /// The overall state.
+    pub state: Overall,
+    /// The overall progress, 0–100.
+    pub progress: u8,
+    /// Every service.
+    pub services: &'a BTreeMap<ServiceName, ServiceRecord>,
+    /// From the tracker's start to the first READY.
+    pub startup_time_ms: Option<u64>,
+    /// Errors in words.
+    pub errors: &'a [String],
+    /// Whether `/api/health` answers 200.
+    pub healthy: bool,
+}
+
+/// The views of one state, serialized once.
+pub(crate) struct Rendered {
+    /// The `/api/ready` body.
+    pub ready_json: Bytes,
+    /// The `/api/health` body.
+    pub health_json: Bytes,
+    /// The `/api/ready/stream` event: `id:` and `data:` lines.
+    pub sse_event: Bytes,
+}
+
+impl Input<'_> {
+    /// Serializes every view.
+    pub(crate) fn render(&self) -> Rendered {
+        let ready_json = self.ready_json();
+        let sse_event = sse_event(self.version, &ready_json);
+        Rendered {
+            ready_json: Bytes::from(ready_json),
+            health_json: Bytes::from(self.health_json()),
+            sse_event,
+        }
+    }
+
+    fn ready_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&ReadyJson {
+            ready: self.state == Overall::Ready,
+            state: self.state,
+            progress: self.progress,
+            services: self.services.iter().map(|(k, r)| (*k, ServiceJson::new(r))).collect(),
+            startup_time_ms: self.startup_time_ms,
+            errors: self.errors,
+            version: self.version,
+        })
+        .expect("readiness JSON serializes")
+    }
+
+    fn health_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&HealthJson {
+            status: if self.healthy { "healthy" } else { "unhealthy" },
+            ready: self.state == Overall::Ready,
+            ready_state: self.state,
+            services: self
+                .services
+                .iter()
+                .map(|(k, r)| (*k, HealthServiceJson::new(r)))
+                .collect(),
+        })
+        .expect("health JSON serializes")
+    }
+}
+
+/// Frames the `/api/ready/stream` event of one snapshot.
+fn sse_event(version: u64, ready_json: &[u8]) -> Bytes {
+    // serde_json's compact output has no newline, so one `data:` line
+    // carries the whole body.
+    Bytes::from(format!(
+        "id: {version}\ndata: {}\n\n",
+        String::from_utf8_lossy(ready_json)
+    ))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The `/api/ready` body.
+#[derive(Serialize)]
+struct ReadyJson<'a> {
+    ready: bool,
+    state: Overall,
+    progress: u8,
+    services: BTreeMap<ServiceName, ServiceJson<'a>>,
+    startup_time_ms: Option<u64>,
+    errors: &'a [String],
+    version: u64,
+}
+
+/// One service in the `/api/ready` body.
+#[derive(Serialize)]
+struct ServiceJson<'a> {
+    ready: bool,
+    status: &'static str,
+    required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    progress: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    plugin: Option<&'a str>,
+    plugin_version: Option<&'a str>,
+    engine: Option<&'a str>,
+    model: Option<&'a str>,
+    loaded_at: Option<String>,
+    load_time_ms: Option<u64>,
+    warmup_time_ms: Option<u64>,
+    warmed: Option<&'a str>,
+    rewarming: bool,
+    health_error: Option<&'a str>,
+    timeline: &'a Timeline,
+}
+
+impl<'a> ServiceJson<'a> {
+    fn new(r: &'a ServiceRecord) -> Self {
+        let (reason, error, message) = match &r.phase {
+            Phase::Failed { error } => (None, Some(error.as_str()), None),
+            Phase::NotInstalled { reason } | Phase::Disabled { reason } => (Some(reason.as_str()), None, None),
+            Phase::Pending => (Some("waiting to load"), None, None),
+            Phase::Loading { message, .. } => (Some("loading"), None, Some(message.as_str())),
+            Phase::Warming => (Some("warming up"), None, None),
+            Phase::Ready => (None, None, None),
+        };
+        Self {
+            ready: r.phase == Phase::Ready,
+            status: r.phase.status(),
+            required: r.required,
+            reason,
+            error,
+            progress: r.phase.percent(),
+            message: message.filter(|m| !m.is_empty()),
+            plugin: r.plugin.as_ref().map(|p| p.name.as_str()),
+            plugin_version: r.plugin.as_ref().map(|p| p.version.as_str()),
+            engine: r.engine.as_deref(),
+            model: r.model.as_deref(),
+            loaded_at: r.loaded_at.map(rfc3339),
+            load_time_ms: r.load_time_ms,
+            warmup_time_ms: r.warmup_time_ms,
+            warmed: r.warmed.as_deref(),
+            rewarming: r.rewarming,
+            health_error: r.health_error.as_deref(),
+            timeline: &r.timeline,
+        }
+    }
+}
+
+/// The `/api/health` body.
+#[derive(Serialize)]
+struct HealthJson<'a> {
+    status: &'static str,
+    ready: bool,
+    ready_state: Overall,
+    services: BTreeMap<ServiceName, HealthServiceJson<'a>>,
+}
+
+/// One service in the `/api/health` body.
+#[derive(Serialize)]
+struct HealthServiceJson<'a> {
+    available: bool,
+    installed: bool,
+    enabled: bool,
+    required: bool,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+impl<'a> HealthServiceJson<'a> {
+    fn new(r: &'a ServiceRecord) -> Self {
+        let (installed, enabled, reason) = match &r.phase {
+            Phase::NotInstalled { reason } => (false, true, Some(reason.as_str())),
+            Phase::Disabled { reason } => (false, false, Some(reason.as_str())),
+            Phase::Failed { error } => (true, true, Some(error.as_str())),
+            _ => (true, true, r.health_error.as_deref()),
+        };
+        Self {
+            available: r.phase == Phase::Ready && r.health_error.is_none(),
+            installed,
+            enabled,
+            required: r.required,
+            status: r.phase.status(),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::readiness::PluginLabel;
+
+    fn bare(name: ServiceName, required: bool, phase: Phase) -> ServiceRecord {
+        ServiceRecord {
+            name,
+            required,
+            phase,
+            plugin: None,
+            engine: None,
+            model: None,
+            loaded_at: None,
+            load_time_ms: None,
+            warmup_time_ms: None,
+            warmed: None,
+            rewarming: false,
+            health_error: None,
+            timeline: Timeline::default(),
+        }
+    }
+
+    /// A record with every optional field set, some with characters JSON
+    /// must escape.
+    fn full(name: ServiceName, required: bool, phase: Phase) -> ServiceRecord {
+        ServiceRecord {
+            plugin: Some(PluginLabel {
+                name: "tts-piper".into(),
+                version: "0.3.1".into(),
+            }),
+            engine: Some("piper 1.2 \"q\"".into()),
+            model: Some("en_US-joe-medium".into()),
+            loaded_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)),
+            load_time_ms: Some(739),
+            warmup_time_ms: Some(98),
+            warmed: Some("one sentence".into()),
+            rewarming: true,
+            health_error: Some("slow\nline".into()),
+            timeline: Timeline {
+                load_start_ms: Some(1),
+                load_end_ms: Some(740),
+                warmup_start_ms: Some(740),
+                warmup_end_ms: None,
+            },
+            ..bare(name, required, phase)
+        }
+    }
+
+    fn render(records: Vec<ServiceRecord>, f: impl FnOnce(Input<'_>) -> Input<'_>) -> Rendered {
+        let services: BTreeMap<_, _> = records.into_iter().map(|r| (r.name, r)).collect();
+        let errors = vec!["chat: Ollama \"down\"".to_owned()];
+        f(Input {
+            version: 14,
+            state: Overall::Error,
+            progress: 76,
+            services: &services,
+            startup_time_ms: Some(1674),
+            errors: &errors,
+            healthy: true,
+        })
+        .render()
+    }
+
+    fn text(bytes: &Bytes) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    // The expected bodies below are what the views produced before they moved
+    // out of `readiness.rs`; the README documents them, clients parse them.
+
+    const FULL_TIMELINE: &str =
+        r#""timeline":{"load_start_ms":1,"load_end_ms":740,"warmup_start_ms":740,"warmup_end_ms":null}"#;
+    const FULL_FIELDS: &str = concat!(
+        r#""plugin":"tts-piper","plugin_version":"0.3.1","engine":"piper 1.2 \"q\"","model":"en_US-joe-medium","#,
+        r#""loaded_at":"2026-11-18T11:06:40.123Z","load_time_ms":739,"warmup_time_ms":98,"#,
+        r#""warmed":"one sentence","rewarming":true,"health_error":"slow\nline","#,
+    );
+    const BARE_FIELDS: &str = concat!(
+        r#""plugin":null,"plugin_version":null,"engine":null,"model":null,"loaded_at":null,"load_time_ms":null,"#,
+        r#""warmup_time_ms":null,"warmed":null,"rewarming":false,"health_error":null,"#,
+        r#""timeline":{"load_start_ms":null,"load_end_ms":null,"warmup_start_ms":null,"warmup_end_ms":null}"#,
+    );
+
+    #[test]
+    fn every_field_is_rendered_as_before() {
+        let views = render(
+            vec![
+                full(
+                    ServiceName::Tts,
+                    true,
+                    Phase::Loading {
+                        progress: 0.5,
+                        message: "loading voice".into(),
+                    },
+                ),
+                full(ServiceName::Stt, false, Phase::Ready),
+                full(
+                    ServiceName::Chat,
+                    true,
+                    Phase::Failed {
+                        error: "Ollama \"down\"".into(),
+                    },
+                ),
+            ],
+            |input| input,
+        );
+        let ready = [
+            r#"{"ready":false,"state":"ERROR","progress":76,"services":{"#.to_owned(),
+            format!(
+                r#""tts":{{"ready":false,"status":"loading","required":true,"reason":"loading","progress":43,"message":"loading voice",{FULL_FIELDS}{FULL_TIMELINE}}},"#
+            ),
+            format!(r#""stt":{{"ready":true,"status":"ready","required":false,"progress":100,{FULL_FIELDS}{FULL_TIMELINE}}},"#),
+            format!(
+                r#""chat":{{"ready":false,"status":"failed","required":true,"error":"Ollama \"down\"","progress":100,{FULL_FIELDS}{FULL_TIMELINE}}}}},"#
+            ),
+            r#""startup_time_ms":1674,"errors":["chat: Ollama \"down\""],"version":14}"#.to_owned(),
+        ]
+        .concat();
+        assert_eq!(text(&views.ready_json), ready);
+        assert_eq!(text(&views.sse_event), format!("id: 14\ndata: {ready}\n\n"));
+        let health = concat!(
+            r#"{"status":"healthy","ready":false,"ready_state":"ERROR","services":{"#,
+            r#""tts":{"available":false,"installed":true,"enabled":true,"required":true,"status":"loading","reason":"slow\nline"},"#,
+            r#""stt":{"available":false,"installed":true,"enabled":true,"required":false,"status":"ready","reason":"slow\nline"},"#,
+            r#""chat":{"available":false,"installed":true,"enabled":true,"required":true,"status":"failed","reason":"Ollama \"down\""}}}"#,
+        );
+        assert_eq!(text(&views.health_json), health);
+    }
+
+    #[test]
+    fn every_phase_is_rendered_as_before() {
+        let views = render(
+            vec![
+                bare(
+                    ServiceName::Tts,
+                    true,
+                    Phase::NotInstalled {
+                        reason: "missing".into(),
+                    },
+                ),
+                bare(
+                    ServiceName::Stt,
+                    false,
+                    Phase::Loading {
+                        progress: 0.0,
+                        message: String::new(),
+                    },
+                ),
+                bare(ServiceName::Chat, true, Phase::Warming),
+            ],
+            |input| Input {
+                version: 2,
+                state: Overall::WarmingUp,
+                progress: 3,
+                startup_time_ms: None,
+                errors: &[],
+                healthy: false,
+                ..input
+            },
+        );
+        let ready = [
+            r#"{"ready":false,"state":"WARMING_UP","progress":3,"services":{"#.to_owned(),
+            format!(
+                r#""tts":{{"ready":false,"status":"not_installed","required":true,"reason":"missing","progress":100,{BARE_FIELDS}}},"#
+            ),
+            format!(r#""stt":{{"ready":false,"status":"loading","required":false,"reason":"loading","progress":5,{BARE_FIELDS}}},"#),
+            format!(
+                r#""chat":{{"ready":false,"status":"warming","required":true,"reason":"warming up","progress":85,{BARE_FIELDS}}}}},"#
+            ),
+            r#""startup_time_ms":null,"errors":[],"version":2}"#.to_owned(),
+        ]
+        .concat();
+        assert_eq!(text(&views.ready_json), ready);
+        assert_eq!(text(&views.sse_event), format!("id: 2\ndata: {ready}\n\n"));
+        let health = concat!(
+            r#"{"status":"unhealthy","ready":false,"ready_state":"WARMING_UP","services":{"#,
+            r#""tts":{"available":false,"installed":false,"enabled":true,"required":true,"status":"not_installed","reason":"missing"},"#,
+            r#""stt":{"available":false,"installed":true,"enabled":true,"required":false,"status":"loading"},"#,
+            r#""chat":{"available":false,"installed":true,"enabled":true,"required":true,"status":"warming"}}}"#,
+        );
+        assert_eq!(text(&views.health_json), health);
+
+        let views = render(
+            vec![
+                bare(ServiceName::Tts, true, Phase::Pending),
+                bare(ServiceName::Stt, false, Phase::Disabled { reason: "off".into() }),
+            ],
+            |input| Input {
+                version: 0,
+                state: Overall::Initializing,
+                progress: 0,
+                startup_time_ms: None,
+                errors: &[],
+                healthy: true,
+                ..input
+            },
+        );
+        let ready = [
+            r#"{"ready":false,"state":"INITIALIZING","progress":0,"services":{"#.to_owned(),
+            format!(
+                r#""tts":{{"ready":false,"status":"pending","required":true,"reason":"waiting to load","progress":0,{BARE_FIELDS}}},"#
+            ),
+            format!(
+                r#""stt":{{"ready":false,"status":"not_installed","required":false,"reason":"off","progress":100,{BARE_FIELDS}}}}},"#
+            ),
+            r#""startup_time_ms":null,"errors":[],"version":0}"#.to_owned(),
+        ]
+        .concat();
+        assert_eq!(text(&views.ready_json), ready);
+        let health = concat!(
+            r#"{"status":"healthy","ready":false,"ready_state":"INITIALIZING","services":{"#,
+            r#""tts":{"available":false,"installed":true,"enabled":true,"required":true,"status":"pending"},"#,
+            r#""stt":{"available":false,"installed":false,"enabled":false,"required":false,"status":"not_installed","reason":"off"}}}"#,
+        );
+        assert_eq!(text(&views.health_json), health);
+    }
+
+    #[test]
+    fn a_ready_service_without_complaints_is_available() {
+        let mut tts = full(ServiceName::Tts, true, Phase::Ready);
+        tts.health_error = None;
+        let views = render(vec![tts], |input| Input {
+            version: 7,
+            state: Overall::Ready,
+            progress: 100,
+            startup_time_ms: Some(5),
+            errors: &[],
+            ..input
+        });
+        let ready = format!(
+            r#"{{"ready":true,"state":"READY","progress":100,"services":{{"tts":{{"ready":true,"status":"ready","required":true,"progress":100,{}"health_error":null,{FULL_TIMELINE}}}}},"startup_time_ms":5,"errors":[],"version":7}}"#,
+            FULL_FIELDS.replace(r#""health_error":"slow\nline","#, "")
+        );
+        assert_eq!(text(&views.ready_json), ready);
+        assert_eq!(
+            text(&views.health_json),
+            r#"{"status":"healthy","ready":true,"ready_state":"READY","services":{"tts":{"available":true,"installed":true,"enabled":true,"required":true,"status":"ready"}}}"#
+        );
+    }
+}
