@@ -6,7 +6,7 @@
 # (the release cdylib, loaded by the host's loader as `hearth serve` does), and prints time to
 # first token and tokens/s per run, medians and the plugin's overhead (target: <= 5% of TTFT).
 #
-# Usage: bench/chat.sh [--runs N] [--max-tokens N] [--threads N]
+# Usage: bench/chat.sh [--runs N] [--max-tokens N] [--threads N] [more: target/release/chat-bench --help]
 # Environment: CARGO_TARGET_DIR (default <repo>/target).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +18,7 @@ for f in "$SERVER" "$MODEL"; do
 done
 
 echo "chat.sh: building the plugin and the bench driver (release)" >&2
-(cd "$ROOT" && cargo build --release -q -p hearth-chat-http --lib --example chat-bench)
+(cd "$ROOT" && cargo build --release -q -p hearth-chat-http --lib -p hearth-bench --bin chat-bench)
 
-exec "$TARGET/release/examples/chat-bench" \
+exec "$TARGET/release/chat-bench" \
   --plugin "$TARGET/release/libhearth_chat_http.so" --server "$SERVER" --model "$MODEL" "$@"

@@ -19,4 +19,4 @@ stt_ready() {
 }
 for _ in $(seq 600); do stt_ready 2>/dev/null && break; sleep 0.2; done
 stt_ready || { echo "Hearth (with STT) did not become ready" >&2; exit 1; }
-./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav "$RUNS"
+./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS"

@@ -8,7 +8,7 @@
 # parameters, on the same clip: samples/jfk.wav (11 s); with --long also
 # that clip three times over (33 s, so two 30 s windows).
 #
-#   hearth     plugins/stt-whisper/examples/stt_bench.rs: the release cdylib
+#   hearth     stt-bench (bench/src/bin/stt_bench.rs): the release cdylib
 #              opened by the host's loader (load, warmup, RUNS transcriptions)
 #   whisper    bench/stt_whisper_ref.c linked against libwhisper built by
 #              whisper.cpp's own CMake (Release, GGML_NATIVE=OFF,
@@ -98,12 +98,12 @@ fi
 
 # ---- Hearth's side -------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-say "building hearth and hearth-stt-whisper with its bench (release)"
+say "building hearth, hearth-stt-whisper and hearth-bench (release)"
 BUILD_START=$(date +%s)
-(cd "$ROOT" && cargo build --release -q -p hearth --bin hearth -p hearth-stt-whisper --lib --example stt_bench) \
+(cd "$ROOT" && cargo build --release -q -p hearth --bin hearth -p hearth-stt-whisper --lib -p hearth-bench --bin stt-bench) \
   || die "cargo build failed"
 say "built in $(( $(date +%s) - BUILD_START )) s"
-BENCH=$TARGET/release/examples/stt_bench
+BENCH=$TARGET/release/stt-bench
 HEARTH=$TARGET/release/hearth
 [ -x "$BENCH" ] && [ -x "$HEARTH" ] && [ -f "$TARGET/release/libhearth_stt_whisper.so" ] \
   || die "build output missing under $TARGET/release"

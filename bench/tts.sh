@@ -9,7 +9,7 @@
 # alternating engines so that both see the same machine noise. The table
 # gives medians over all runs.
 #
-#   hearth       plugins/tts-piper/examples/tts_bench.rs: the release cdylib
+#   hearth       tts-bench (bench/src/bin/tts_bench.rs): the release cdylib
 #                opened by the host's loader, default config (1 thread)
 #   piper-tts    bench/tts_piper.py with piper-tts's default session options
 #   piper-tts/1  the same with 1 intra-op thread, Hearth's default
@@ -71,11 +71,11 @@ fi
 
 # ---- Hearth's side -------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-say "building hearth-tts-piper and its bench (release)"
+say "building hearth-tts-piper and hearth-bench (release)"
 BUILD_START=$(date +%s)
-(cd "$ROOT" && cargo build --release -q -p hearth-tts-piper --lib --example tts_bench) || die "cargo build failed"
+(cd "$ROOT" && cargo build --release -q -p hearth-tts-piper --lib -p hearth-bench --bin tts-bench) || die "cargo build failed"
 say "built in $(( $(date +%s) - BUILD_START )) s"
-BENCH=$TARGET/release/examples/tts_bench
+BENCH=$TARGET/release/tts-bench
 [ -x "$BENCH" ] && [ -f "$TARGET/release/libhearth_tts_piper.so" ] || die "build output missing under $TARGET/release"
 
 TMP=$(mktemp -d)

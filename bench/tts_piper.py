@@ -1,5 +1,5 @@
 """Times piper-tts (the reference implementation) on the same sentences as
-Hearth's tts-piper bench (plugins/tts-piper/examples/bench.rs) and prints the
+Hearth's tts-bench (bench/src/bin/tts_bench.rs) and prints the
 same JSON keys. Run by bench/tts.sh inside its venv.
 
 usage: tts_piper.py VOICE.onnx SENTENCES_FILE [--runs N] [--threads N]

@@ -162,7 +162,10 @@ async fn optional_failure_is_200_with_the_error_listed() {
         scripted("chat", "")
     );
     let server = TestServer::start(&config).await;
-    server.wait_for("ready", |s| s.state == Overall::Ready).await;
+    // READY may come before the optional service has failed: wait for both.
+    server
+        .wait_for("ready with stt failed", |s| s.state == Overall::Ready && !s.errors.is_empty())
+        .await;
     let response = reqwest::get(server.url("/api/ready")).await.unwrap();
     assert_eq!(response.status(), 200);
     let json: serde_json::Value = response.json().await.unwrap();

@@ -4,23 +4,11 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use hearth_tests::{hearth_bin, host_section, library, plugin, scripted, Scratch};
-
-fn hearth(args: &[&str]) -> Output {
-    Command::new(hearth_bin())
-        .args(args)
-        .env("HEARTH_LOG", "warn")
-        .output()
-        .expect("hearth runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use hearth_tests::{hearth, hearth_bin, host_section, library, plugin, scripted, text, Scratch};
 
 #[test]
 fn help_lists_the_commands() {
@@ -144,7 +132,11 @@ fn transcribe_prints_the_engines_text() {
         scripted("stt", "transcript = \"hello there\"")
     ));
     let wav = scratch.dir.path().join("in.wav");
-    hearth::audio::write_wav(&wav, 16_000, &vec![0i16; 16_000]).unwrap();
+    // A tone: the scripted recognizer hears nothing in silence.
+    let tone: Vec<i16> = (0..16_000)
+        .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin() * 8000.0) as i16)
+        .collect();
+    hearth::audio::write_wav(&wav, 16_000, &tone).unwrap();
     let out = hearth(&[
         "transcribe",
         wav.to_str().unwrap(),

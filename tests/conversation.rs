@@ -160,7 +160,13 @@ async fn an_utterance_is_transcribed_then_answered_at_16_and_48_khz() {
             json!({"type": "start", "format": "pcm16", "sample_rate": rate, "channels": 1}),
         )
         .await;
-        let second = vec![0u8; rate as usize * 2];
+        // One second of a tone (the scripted recognizer hears nothing in
+        // silence).
+        let second: Vec<u8> = (0..rate)
+            .flat_map(|i| {
+                (((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16).to_le_bytes()
+            })
+            .collect();
         for chunk in second.chunks(rate as usize / 5) {
             socket.send(Message::Binary(chunk.to_vec().into())).await.unwrap();
         }

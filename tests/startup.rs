@@ -298,7 +298,7 @@ async fn the_engine_is_usable_once_ready() {
     );
     let (supervisor, _scratch) = supervisor(&config);
     supervisor.start().await;
-    let chat = supervisor.engine(ServiceName::Chat).expect("chat ready");
+    let chat = supervisor.chat().expect("chat ready");
     let mut text = String::new();
     let report = chat
         .chat(&[], |t| {
@@ -308,14 +308,70 @@ async fn the_engine_is_usable_once_ready() {
         .unwrap();
     assert_eq!(text, "One two. Three.");
     assert_eq!(report.tokens, 3);
-    let tts = supervisor.engine(ServiceName::Tts).expect("tts ready");
+    let tts = supervisor.tts().expect("tts ready");
     let mut chunks = Vec::new();
     tts.synthesize("Hi. There!", |c| {
-        chunks.push((c.sample_rate, c.samples.len(), c.text.to_string()));
+        chunks.push((c.sample_rate, c.samples.len(), c.text));
         hearth_plugin_api::Flow::Stop
     })
     .unwrap();
     // The sink said stop after the first sentence.
     assert_eq!(chunks, vec![(8000, 8000 * 60 / 1000 * 3, "Hi.".to_owned())]);
-    assert!(supervisor.engine(ServiceName::Stt).is_none());
+    assert!(supervisor.stt().is_none());
+}
+
+/// Reads the lines the scripted engines wrote at shutdown, waiting (at most
+/// 5 s) until there are `n`.
+async fn shutdown_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n || tokio::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_engine_is_shut_down_exactly_once_even_after_a_failed_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shutdowns");
+    let config = format!(
+        "{}{}{}",
+        host_section(""),
+        scripted(
+            "tts",
+            &format!(
+                "name = \"shutdown-once\"\nfail_loads = 1\nshutdown_file = {:?}",
+                file.display().to_string()
+            )
+        ),
+        scripted("chat", ""),
+    );
+    let (supervisor, _scratch) = supervisor(&config);
+    supervisor.start().await;
+    // The failed first instance is shut down once it is dropped.
+    assert_eq!(shutdown_lines(&file, 1).await, vec!["shutdown shutdown-once"]);
+    supervisor.retry(ServiceName::Tts).expect("retry accepted");
+    wait_for(supervisor.subscribe(), "READY after retry", |s| {
+        s.state == Overall::Ready
+    })
+    .await;
+    // A user of the ready engine holds it across the host's shutdown...
+    let tts = supervisor.tts().expect("tts ready");
+    supervisor.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        shutdown_lines(&file, 2).await.len(),
+        2,
+        "the retried engine was shut down"
+    );
+    drop(tts);
+    // ...and dropping it does not shut it down a second time.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(shutdown_lines(&file, 3).await.len(), 2);
 }

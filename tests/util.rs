@@ -54,6 +54,28 @@ pub fn hearth_bin() -> PathBuf {
     library("hearth")
 }
 
+/// Runs the built `hearth` with `args` (log level warn) and waits for it.
+pub fn hearth(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(hearth_bin())
+        .args(args)
+        .env("HEARTH_LOG", "warn")
+        .output()
+        .expect("hearth runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root")
+}
+
 /// A scratch directory holding `plugins.toml` with `text`.
 pub struct Scratch {
     /// Removed on drop.

@@ -7,12 +7,17 @@ use std::{
 };
 
 use clap::{Parser, Subcommand};
-use hearth_plugin_api::{Flow, PcmInput, PcmSamples, ABI_VERSION};
+use hearth_plugin_api::{
+    client::{Audio, Samples},
+    testkit::conformance,
+    Flow, ABI_VERSION,
+};
 
 use crate::{
     config::{Config, ServiceName, DEFAULT_CONFIG_FILE},
+    engine::{Engine, LogHost, SttHandle, TtsHandle},
     error::{HostError, Result},
-    plugin::{Engine, Libraries, LoadObserver},
+    plugin::Libraries,
 };
 
 /// Runs local voice engines (text to speech, speech to text, chat) as
@@ -95,6 +100,47 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run the conformance kit: load the plugin through the host's loader
+    /// and check the engine contract (describe, check_config, load progress,
+    /// warmup, health while idle and busy, the kind's operation on standard
+    /// input, stop, two operations at once, a second instance, shutdown).
+    /// Prints one line per check; exits 1 when any check fails or the plugin
+    /// is refused.
+    Test {
+        /// The plugin's `.so` file.
+        path: PathBuf,
+        /// The plugin's settings: a `plugins.toml` (the `config` table of
+        /// the service of the plugin's kind is used), or a TOML file holding
+        /// just the settings. Relative paths in them are relative to the
+        /// file. Default: no settings.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The longest load and warmup may each take.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: Duration,
+    },
+    /// Write a new plugin crate (Cargo.toml, a working trivial engine with a
+    /// typed config, a test running the conformance kit, a README), ready to
+    /// `cargo build` and `hearth plugin test`.
+    New {
+        /// The plugin's name, e.g. `my-voice` (crate `hearth-my-voice`,
+        /// library `libhearth_my_voice.so`).
+        name: String,
+        /// The kind of engine.
+        #[arg(long, value_enum)]
+        kind: crate::template::Kind,
+        /// The directory to create the crate in (default: `./NAME`).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// How the crate depends on hearth-plugin-api: a path to Hearth's
+        /// `plugin-api` directory. Default: the one this binary was built
+        /// from when it still exists, else the crates.io version.
+        #[arg(long, value_name = "DIR")]
+        api_path: Option<PathBuf>,
+    },
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -107,6 +153,24 @@ pub fn run() -> i32 {
         Command::Plugin {
             command: PluginCommand::Inspect { path, json },
         } => inspect(&path, json),
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    path,
+                    config,
+                    json,
+                    timeout,
+                },
+        } => plugin_test(&path, config.as_deref(), json, timeout),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    kind,
+                    dir,
+                    api_path,
+                },
+        } => crate::template::new_plugin(&name, kind, dir.as_deref(), api_path.as_deref()),
         Command::Speak {
             text,
             output,
@@ -177,15 +241,7 @@ fn check(path: &Path) -> Result<i32> {
             println!("  {name}: disabled{note}");
             continue;
         }
-        let verdict = libraries.open(&service.plugin_path).and_then(|plugin| {
-            if plugin.meta.kind != name.kind() {
-                return Err(HostError::Other(format!(
-                    "plugin {} is a {} engine, but [{name}] needs a {} engine",
-                    plugin.meta.name,
-                    plugin.meta.kind,
-                    name.kind()
-                )));
-            }
+        let verdict = libraries.open_service(service).and_then(|plugin| {
             plugin
                 .check_config(&service.config_json)
                 .map_err(|e| HostError::Config {
@@ -206,15 +262,6 @@ fn check(path: &Path) -> Result<i32> {
             ),
             Err(e) => {
                 problems += 1;
-                let e = match e {
-                    HostError::PluginMissing { path, .. } => format!(
-                        "plugin file {} not found (`plugin = {:?}` at {}); build it with `cargo build --release` or fix the path",
-                        path.display(),
-                        service.plugin_spec,
-                        service.config_location
-                    ),
-                    other => other.to_string(),
-                };
                 println!("  {name}: PROBLEM: {e}");
             }
         }
@@ -265,68 +312,136 @@ fn inspect(path: &Path, json: bool) -> Result<i32> {
     }
 }
 
-/// Prints a plugin's progress on stderr for the one-shot commands.
-struct StderrProgress(ServiceName);
-
-impl LoadObserver for StderrProgress {
-    fn progress(&self, fraction: f32, message: &str) {
-        tracing::debug!(service = %self.0, "{:.0}% {message}", fraction * 100.0);
-    }
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
 /// Opens and loads the engine of one service, outside the server.
 fn load_one(config: &Config, name: ServiceName) -> Result<(Arc<Engine>, Duration)> {
     let service = config.services.get(&name).ok_or_else(|| HostError::Config {
         location: config.path.display().to_string(),
         message: format!("no [{name}] section: add one naming a {name} plugin"),
     })?;
-    let plugin = Libraries::default().open(&service.plugin_path)?;
-    if plugin.meta.kind != name.kind() {
-        return Err(HostError::Other(format!(
-            "plugin {} is a {} engine, but [{name}] needs a {} engine",
-            plugin.meta.name,
-            plugin.meta.kind,
-            name.kind()
-        )));
-    }
+    let plugin = Libraries::default().open_service(service)?;
     let engine = plugin
         .new_engine()
         .map_err(|message| HostError::Engine { service: name, message })?;
     let started = Instant::now();
     engine
-        .load(&service.config_json, &config.base_dir, &StderrProgress(name))
+        .load(&service.config_json, &config.base_dir, &LogHost(name.as_str()))
         .map_err(|message| HostError::Engine { service: name, message })?;
     Ok((Arc::new(engine), started.elapsed()))
+}
+
+/// The settings `hearth plugin test --config FILE` hands the plugin, and
+/// the directory its relative paths are relative to.
+fn test_settings(file: Option<&Path>, plugin: &crate::plugin::Plugin) -> Result<(String, PathBuf)> {
+    let Some(file) = file else {
+        let here = std::env::current_dir().map_err(|source| HostError::Io {
+            path: PathBuf::from("."),
+            source,
+        })?;
+        return Ok(("{}".to_owned(), here));
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| HostError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let value: toml::Table = toml::from_str(&text).map_err(|e| {
+        let (line, column) = crate::config::line_column(&text, e.span().map_or(0, |s| s.start));
+        HostError::Config {
+            location: format!("{}:{line}:{column}", file.display()),
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    let is_hearth_config = ["host", "tts", "stt", "chat", "conversation"]
+        .iter()
+        .any(|key| value.get(*key).is_some_and(toml::Value::is_table));
+    if !is_hearth_config {
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let json = serde_json::to_string(&value).map_err(|e| HostError::Other(e.to_string()))?;
+        return Ok((json, base));
+    }
+    let config = Config::load(file)?;
+    let service = ServiceName::ALL
+        .into_iter()
+        .find(|name| name.kind() == plugin.meta.kind)
+        .and_then(|name| config.services.get(&name))
+        .ok_or_else(|| HostError::Config {
+            location: config.path.display().to_string(),
+            message: format!("no [{}] section to take the plugin's settings from", plugin.meta.kind),
+        })?;
+    Ok((service.config_json.clone(), config.base_dir.clone()))
+}
+
+fn plugin_test(path: &Path, config: Option<&Path>, json: bool, timeout: Duration) -> Result<i32> {
+    let plugin = match crate::plugin::inspect(path) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"path": path.display().to_string(), "passed": false, "error": e.to_string()})
+                );
+            } else {
+                println!("refused: {e}");
+            }
+            return Ok(1);
+        }
+    };
+    let (config_json, base_dir) = test_settings(config, &plugin)?;
+    let mut options = conformance::Options::new(config_json);
+    options.base_dir = base_dir;
+    options.load_timeout = timeout;
+    options.warmup_timeout = timeout;
+    if !json {
+        let m = &plugin.meta;
+        println!(
+            "testing {} {} ({} engine, ABI {}) at {}",
+            m.name,
+            m.version,
+            m.kind,
+            m.abi,
+            m.path.display()
+        );
+    }
+    let mut print = |check: &conformance::Check| {
+        if !json {
+            println!("  {check}");
+        }
+    };
+    let report = conformance::run(plugin.module(), &options, &mut print);
+    let failed = report.failures().count();
+    if json {
+        let mut value = serde_json::to_value(&report).map_err(|e| HostError::Other(e.to_string()))?;
+        value["passed"] = report.passed().into();
+        println!("{value}");
+    } else if failed == 0 {
+        println!("all {} checks passed or skipped", report.checks.len());
+    } else {
+        println!("{failed} of {} checks failed", report.checks.len());
+    }
+    Ok(i32::from(failed > 0))
 }
 
 fn speak(path: &Path, text: &str, output: &Path, json: bool) -> Result<i32> {
     let config = Config::load(path)?;
     let (engine, load_time) = load_one(&config, ServiceName::Tts)?;
+    let tts = TtsHandle::of(Arc::clone(&engine)).ok_or_else(|| HostError::Other("not a TTS engine".into()))?;
     let started = Instant::now();
     let mut first_chunk = None;
     let mut samples: Vec<i16> = Vec::new();
     let mut rate = 0;
     let mut chunks = 0;
-    engine
-        .synthesize(text, |chunk| {
-            first_chunk.get_or_insert_with(|| started.elapsed());
-            if rate == 0 {
-                rate = chunk.sample_rate;
-            }
-            chunks += 1;
-            samples.extend_from_slice(&chunk.samples);
-            Flow::Continue
-        })
-        .map_err(|message| HostError::Engine {
-            service: ServiceName::Tts,
-            message,
-        })?;
+    tts.synthesize(text, |chunk| {
+        first_chunk.get_or_insert_with(|| started.elapsed());
+        if rate == 0 {
+            rate = chunk.sample_rate;
+        }
+        chunks += 1;
+        samples.extend_from_slice(&chunk.samples);
+        Flow::Continue
+    })
+    .map_err(|message| HostError::Engine {
+        service: ServiceName::Tts,
+        message,
+    })?;
     let synth_time = started.elapsed();
     engine.shutdown();
     if rate == 0 {
@@ -365,12 +480,14 @@ fn transcribe(path: &Path, file: &Path, json: bool) -> Result<i32> {
     let config = Config::load(path)?;
     let audio = crate::audio::read_wav(file)?;
     let (engine, load_time) = load_one(&config, ServiceName::Stt)?;
+    let stt = SttHandle::of(Arc::clone(&engine)).ok_or_else(|| HostError::Other("not an STT engine".into()))?;
     let started = Instant::now();
-    let transcript = engine
-        .transcribe(PcmInput {
+    let audio_secs = audio.samples.len() as f64 / f64::from(audio.sample_rate) / f64::from(audio.channels.max(1));
+    let transcript = stt
+        .transcribe(&Audio {
             sample_rate: audio.sample_rate,
             channels: audio.channels,
-            samples: PcmSamples::F32(audio.samples.as_slice().into()),
+            samples: Samples::F32(audio.samples),
         })
         .map_err(|message| HostError::Engine {
             service: ServiceName::Stt,
@@ -378,16 +495,15 @@ fn transcribe(path: &Path, file: &Path, json: bool) -> Result<i32> {
         })?;
     let elapsed = started.elapsed();
     engine.shutdown();
-    let audio_secs = audio.samples.len() as f64 / f64::from(audio.sample_rate) / f64::from(audio.channels.max(1));
     if json {
         let segments: Vec<_> = transcript
             .segments
             .iter()
-            .map(|s| serde_json::json!({"start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text.as_str()}))
+            .map(|s| serde_json::json!({"start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text}))
             .collect();
         let value = serde_json::json!({
-            "text": transcript.text.as_str(),
-            "language": transcript.language.as_str(),
+            "text": transcript.text,
+            "language": transcript.language,
             "segments": segments,
             "audio_seconds": audio_secs,
             "load_ms": load_time.as_secs_f64() * 1e3,
@@ -395,7 +511,7 @@ fn transcribe(path: &Path, file: &Path, json: bool) -> Result<i32> {
         });
         println!("{value}");
     } else {
-        println!("{}", transcript.text.as_str().trim());
+        println!("{}", transcript.text.trim());
     }
     Ok(0)
 }

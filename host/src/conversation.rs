@@ -30,12 +30,16 @@ use axum::{
     response::Response,
 };
 use futures_util::{SinkExt, StreamExt};
-use hearth_plugin_api::{ChatMessage, ChatRole, Flow, PcmInput, PcmSamples};
+use hearth_plugin_api::{
+    client::{Audio, Message as ChatMessage, Samples},
+    text::SentenceSplitter,
+    Flow,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::{config::ServiceName, router::AppState, sentences::SentenceSplitter};
+use crate::{config::ServiceName, router::AppState};
 
 /// Close code: the server cannot take the conversation now (not ready, or
 /// too many conversations). Reconnect later.
@@ -154,7 +158,7 @@ async fn session(socket: WebSocket, state: AppState) {
         }
     });
 
-    let stt_ready = state.supervisor.engine(ServiceName::Stt).is_some();
+    let stt_ready = state.supervisor.is_ready(ServiceName::Stt);
     let _ = out
         .send(event(json!({
             "type": "ready",
@@ -217,7 +221,7 @@ async fn session(socket: WebSocket, state: AppState) {
                             let _ = out.send(error_event("bad_format", message)).await;
                             continue;
                         }
-                        if state.supervisor.engine(ServiceName::Stt).is_none() {
+                        if !state.supervisor.is_ready(ServiceName::Stt) {
                             let why = stt_reason(&state).unwrap_or_else(|| "speech to text is not ready".to_owned());
                             let _ = out
                                 .send(error_event(
@@ -413,15 +417,15 @@ async fn run_turn(
     let user_text = match input {
         Input::Text(text) => text,
         Input::Audio(utterance) => {
-            let Some(stt) = state.supervisor.engine(ServiceName::Stt) else {
+            let Some(stt) = state.supervisor.stt() else {
                 return fail("stt_unavailable", "speech to text is not ready".to_owned()).await;
             };
             let stt_started = Instant::now();
             let result = tokio::task::spawn_blocking(move || {
-                stt.transcribe(PcmInput {
+                stt.transcribe(&Audio {
                     sample_rate: utterance.sample_rate,
                     channels: 1,
-                    samples: PcmSamples::I16(utterance.samples.as_slice().into()),
+                    samples: Samples::I16(utterance.samples),
                 })
             })
             .await;
@@ -431,11 +435,11 @@ async fn run_turn(
                 Ok(Err(e)) => return fail("stt_failed", format!("speech to text failed: {e}")).await,
                 Err(e) => return fail("internal", format!("speech to text task failed: {e}")).await,
             };
-            let text = transcript.text.as_str().trim().to_owned();
+            let text = transcript.text.trim().to_owned();
             let segments: Vec<_> = transcript
                 .segments
                 .iter()
-                .map(|s| json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text.as_str() }))
+                .map(|s| json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text }))
                 .collect();
             let _ = out
                 .send(event(
@@ -456,10 +460,7 @@ async fn run_turn(
     }
 
     // 2. The reply, streamed, with each sentence spoken as soon as it ends.
-    let (Some(chat), Some(tts)) = (
-        state.supervisor.engine(ServiceName::Chat),
-        state.supervisor.engine(ServiceName::Tts),
-    ) else {
+    let (Some(chat), Some(tts)) = (state.supervisor.chat(), state.supervisor.tts()) else {
         let snapshot = state.readiness.current();
         return fail(
             "not_ready",
@@ -468,15 +469,9 @@ async fn run_turn(
         .await;
     };
     let config = &state.supervisor.config().conversation;
-    let mut messages = vec![ChatMessage {
-        role: ChatRole::SYSTEM,
-        content: config.system_prompt.as_str().into(),
-    }];
+    let mut messages = vec![ChatMessage::system(config.system_prompt.as_str())];
     messages.extend(history.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
-    messages.push(ChatMessage {
-        role: ChatRole::USER,
-        content: user_text.as_str().into(),
-    });
+    messages.push(ChatMessage::user(user_text.as_str()));
 
     let (token_tx, mut token_rx) = mpsc::unbounded_channel::<String>();
     let chat_cancel = Arc::clone(&cancel);
@@ -522,7 +517,7 @@ async fn run_turn(
                     "channels": 1,
                     "sample_rate": chunk.sample_rate,
                     "samples": chunk.samples.len(),
-                    "text": chunk.text.as_str(),
+                    "text": chunk.text,
                 }));
                 let bytes: Vec<u8> = chunk.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
                 let _ = tts_first.compare_exchange(
@@ -583,14 +578,8 @@ async fn run_turn(
 
     if !reply.trim().is_empty() {
         let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
-        history.push_back(ChatMessage {
-            role: ChatRole::USER,
-            content: user_text.into(),
-        });
-        history.push_back(ChatMessage {
-            role: ChatRole::ASSISTANT,
-            content: reply.trim().into(),
-        });
+        history.push_back(ChatMessage::user(user_text));
+        history.push_back(ChatMessage::assistant(reply.trim()));
         while history.len() > config.max_history {
             history.pop_front();
         }

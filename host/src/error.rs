@@ -39,6 +39,19 @@ pub enum HostError {
         hint: String,
     },
 
+    /// A plugin makes another kind of engine than its service needs.
+    #[error("plugin {name} at {path} is a {found} engine, but [{service}] needs a {} engine", service.kind())]
+    WrongKind {
+        /// The plugin's name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// The kind it makes.
+        found: hearth_plugin_api::EngineKind,
+        /// The service that named it.
+        service: ServiceName,
+    },
+
     /// An engine call returned an error or panicked.
     #[error("{service}: {message}")]
     Engine {

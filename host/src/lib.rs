@@ -4,21 +4,27 @@
 //! The `hearth` binary is glue around these modules:
 //!
 //! * [`config`]: `plugins.toml`, raw and resolved.
-//! * [`plugin`]: opening plugin libraries and calling their engines.
-//! * [`readiness`]: the state machine and its `watch` channel.
+//! * [`plugin`]: opening and checking plugin libraries.
+//! * [`engine`]: engines as the host uses them — the lifecycle [`engine::Engine`]
+//!   and the typed handles ([`engine::TtsHandle`], ...), whatever runs them.
+//! * [`readiness`]: the state machine and its `watch` channel, with
+//!   `readiness_view` rendering each state's JSON bodies and SSE event.
 //! * [`services`]: the supervisor that loads, warms, retries and probes.
 //! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
 //! * [`conversation`]: the voice conversation WebSocket, with
-//!   [`sentences`] splitting the streamed reply.
+//!   [`hearth_plugin_api::text::SentenceSplitter`] splitting the streamed
+//!   reply.
 //! * [`page`]: the web page, embedded.
 //! * [`server`]: binding, startup and graceful shutdown.
-//! * [`cli`]: the command line and what each command does.
+//! * [`cli`]: the command line and what each command does, with
+//!   [`template`] for `hearth plugin new`.
 //! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
 
 pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod conversation;
+pub mod engine;
 pub mod error;
 pub mod page;
 pub mod plugin;
@@ -26,8 +32,8 @@ pub mod readiness;
 pub mod readiness_api;
 mod readiness_view;
 pub mod router;
-pub mod sentences;
 pub mod server;
 pub mod services;
+pub mod template;
 
 pub use error::{HostError, Result};

@@ -14,19 +14,18 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use abi_stable::{
-    library::{lib_header_from_path, LibraryError, ROOT_MODULE_LOADER_NAME},
-    sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice, RStr},
-};
 use hearth_plugin_api::{
-    AbiVersion, AudioChunk, AudioSink, AudioSink_TO, ChatMessage, ChatReport, EngineBox, EngineInfo, EngineKind, Flow,
-    HostContext_TO, HostRef, LoadRequest, PcmInput, PluginModRef, TokenSink, TokenSink_TO, Transcript, WarmupReport,
-    ABI_VERSION,
+    abi_stable::library::{lib_header_from_path, LibraryError, ROOT_MODULE_LOADER_NAME},
+    client::Module,
+    AbiVersion, EngineKind, PluginModRef, ABI_VERSION,
 };
 use object::{Object, ObjectSymbol};
 
-use crate::error::{HostError, Result};
+use crate::{
+    config::ServiceConfig,
+    engine::{Engine, InProcess},
+    error::{HostError, Result},
+};
 
 /// What a plugin library says about itself, in host types.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,7 +58,7 @@ fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> std::resu
 pub struct Plugin {
     /// What it says about itself.
     pub meta: PluginMeta,
-    module: PluginModRef,
+    module: Module,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -71,21 +70,21 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Validates a `config` table (JSON) without loading anything.
     pub fn check_config(&self, config_json: &str) -> std::result::Result<(), String> {
-        match (self.module.check_config())(RStr::from_str(config_json)) {
-            RResult::ROk(()) => Ok(()),
-            RResult::RErr(e) => Err(e.into_string()),
-        }
+        self.module.check_config(config_json)
     }
 
-    /// Makes a new, unloaded engine instance.
+    /// Makes a new, unloaded engine instance, run in this process.
     pub fn new_engine(self: &Arc<Self>) -> std::result::Result<Engine, String> {
-        match (self.module.new_engine())() {
-            RResult::ROk(engine) => Ok(Engine {
-                engine,
-                plugin: Arc::clone(self),
-            }),
-            RResult::RErr(e) => Err(e.into_string()),
-        }
+        let instance = self.module.new_engine()?;
+        Ok(Engine::new(
+            self.meta.clone(),
+            Arc::new(InProcess::new(instance, Arc::clone(self))),
+        ))
+    }
+
+    /// The root module, for the conformance kit.
+    pub fn module(&self) -> Module {
+        self.module
     }
 }
 
@@ -117,6 +116,33 @@ impl Libraries {
         }
         let plugin = Arc::new(open_plugin(path, &canonical)?);
         opened.insert(canonical, Arc::clone(&plugin));
+        Ok(plugin)
+    }
+}
+
+impl Libraries {
+    /// Opens the plugin a service names and checks that it makes the kind
+    /// of engine the service needs. The one place that says "not found,
+    /// build it" and "wrong kind".
+    pub fn open_service(&self, service: &ServiceConfig) -> Result<Arc<Plugin>> {
+        let plugin = self.open(&service.plugin_path).map_err(|e| match e {
+            HostError::PluginMissing { path, .. } => HostError::PluginMissing {
+                path,
+                hint: format!(
+                    " (from `plugin = {:?}` at {}); build it with `cargo build --release` or fix the path",
+                    service.plugin_spec, service.config_location
+                ),
+            },
+            other => other,
+        })?;
+        if plugin.meta.kind != service.name.kind() {
+            return Err(HostError::WrongKind {
+                name: plugin.meta.name.clone(),
+                path: plugin.meta.path.clone(),
+                found: plugin.meta.kind,
+                service: service.name,
+            });
+        }
         Ok(plugin)
     }
 }
@@ -188,13 +214,14 @@ fn open_plugin(path: &Path, canonical: &Path) -> Result<Plugin> {
             format!("host ABI {ABI_VERSION}, plugin ABI {plugin_abi}: {}", library_error(e)),
         )
     })?;
-    let info = (module.info())();
+    let module = Module::new(module);
+    let info = module.info();
     Ok(Plugin {
         meta: PluginMeta {
-            name: info.name.into_string(),
-            kind: info.kind,
-            version: info.version.into_string(),
-            description: info.description.into_string(),
+            name: info.name,
+            kind: module.kind(),
+            version: info.version,
+            description: info.description,
             abi: plugin_abi,
             path: path.to_path_buf(),
         },
@@ -215,172 +242,6 @@ fn library_error(e: LibraryError) -> String {
             "built with an incompatible abi_stable version; rebuild it with abi_stable 0.11".to_owned()
         }
         other => other.to_string(),
-    }
-}
-
-/// What a plugin's `load` and `warmup` may call back into: progress,
-/// cancellation and logging. The host implements it per call.
-pub trait LoadObserver: Sync {
-    /// Sub-progress of the current step.
-    fn progress(&self, fraction: f32, message: &str);
-    /// True once the host gave up on the step.
-    fn is_cancelled(&self) -> bool;
-    /// Log name of the service, for plugin log lines.
-    fn service(&self) -> &str;
-}
-
-/// A [`LoadObserver`] that ignores progress and never cancels, for driving
-/// an engine outside the supervisor: benchmarks and tests. The string is the
-/// service name plugin log lines are tagged with.
-pub struct Unobserved(pub &'static str);
-
-impl LoadObserver for Unobserved {
-    fn progress(&self, _fraction: f32, _message: &str) {}
-
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-
-    fn service(&self) -> &str {
-        self.0
-    }
-}
-
-struct HostCallbacks<'a>(&'a dyn LoadObserver);
-
-impl hearth_plugin_api::HostContext for HostCallbacks<'_> {
-    fn progress(&self, fraction: f32, message: RStr<'_>) {
-        self.0.progress(fraction, message.as_str());
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
-    }
-
-    fn log(&self, level: u8, message: RStr<'_>) {
-        let service = self.0.service();
-        let message = message.as_str();
-        match level {
-            0 | 1 => tracing::error!(target: "plugin", service, "{message}"),
-            2 => tracing::warn!(target: "plugin", service, "{message}"),
-            3 => tracing::info!(target: "plugin", service, "{message}"),
-            4 => tracing::debug!(target: "plugin", service, "{message}"),
-            _ => tracing::trace!(target: "plugin", service, "{message}"),
-        }
-    }
-}
-
-struct FnAudioSink<F>(F);
-
-impl<F: FnMut(AudioChunk) -> Flow> AudioSink for FnAudioSink<F> {
-    fn chunk(&mut self, chunk: AudioChunk) -> Flow {
-        (self.0)(chunk)
-    }
-}
-
-struct FnTokenSink<F>(F);
-
-impl<F: FnMut(&str) -> Flow> TokenSink for FnTokenSink<F> {
-    fn token(&mut self, text: RStr<'_>) -> Flow {
-        (self.0)(text.as_str())
-    }
-}
-
-/// One engine instance made by a plugin, with host-friendly methods.
-///
-/// All methods block; call them from a blocking thread.
-pub struct Engine {
-    // Declared first so it drops first: the engine's vtable lives in the
-    // plugin library, which `plugin` keeps open (forever, in fact).
-    engine: EngineBox,
-    plugin: Arc<Plugin>,
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("plugin", &self.plugin.meta.name)
-            .finish()
-    }
-}
-
-fn into_result<T>(r: RResult<T, abi_stable::std_types::RString>) -> std::result::Result<T, String> {
-    match r {
-        RResult::ROk(v) => Ok(v),
-        RResult::RErr(e) => Err(e.into_string()),
-    }
-}
-
-impl Engine {
-    /// The plugin that made it.
-    pub fn plugin(&self) -> &PluginMeta {
-        &self.plugin.meta
-    }
-
-    /// Name, kind, engine version, model.
-    pub fn describe(&self) -> EngineInfo {
-        self.engine.describe()
-    }
-
-    /// Loads the model.
-    pub fn load(
-        &self,
-        config_json: &str,
-        base_dir: &Path,
-        observer: &dyn LoadObserver,
-    ) -> std::result::Result<(), String> {
-        let base_dir = base_dir.to_string_lossy();
-        let request = LoadRequest {
-            config_json: RStr::from_str(config_json),
-            base_dir: RStr::from_str(&base_dir),
-        };
-        let callbacks = HostCallbacks(observer);
-        let host: HostRef<'_> = HostContext_TO::from_ptr(&callbacks, TD_Opaque);
-        into_result(self.engine.load(request, host))
-    }
-
-    /// Runs the model once.
-    pub fn warmup(&self, observer: &dyn LoadObserver) -> std::result::Result<WarmupReport, String> {
-        let callbacks = HostCallbacks(observer);
-        let host: HostRef<'_> = HostContext_TO::from_ptr(&callbacks, TD_Opaque);
-        into_result(self.engine.warmup(host))
-    }
-
-    /// Cheap health check.
-    pub fn health(&self) -> std::result::Result<(), String> {
-        into_result(self.engine.health())
-    }
-
-    /// Releases the model.
-    pub fn shutdown(&self) {
-        self.engine.shutdown();
-    }
-
-    /// Speaks `text`, one chunk per sentence, into `sink`.
-    pub fn synthesize(&self, text: &str, sink: impl FnMut(AudioChunk) -> Flow) -> std::result::Result<(), String> {
-        let mut sink = FnAudioSink(sink);
-        into_result(
-            self.engine
-                .synthesize(RStr::from_str(text), AudioSink_TO::from_ptr(&mut sink, TD_Opaque)),
-        )
-    }
-
-    /// Transcribes audio.
-    pub fn transcribe(&self, audio: PcmInput<'_>) -> std::result::Result<Transcript, String> {
-        into_result(self.engine.transcribe(audio))
-    }
-
-    /// Streams a chat reply into `sink`.
-    pub fn chat(
-        &self,
-        messages: &[ChatMessage],
-        sink: impl FnMut(&str) -> Flow,
-    ) -> std::result::Result<ChatReport, String> {
-        let mut sink = FnTokenSink(sink);
-        into_result(self.engine.chat(
-            RSlice::from_slice(messages),
-            TokenSink_TO::from_ptr(&mut sink, TD_Opaque),
-        ))
     }
 }
 

@@ -22,10 +22,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hearth_plugin_api::client::Host;
+
 use crate::{
     config::{Config, ServiceConfig, ServiceName},
+    engine::{ChatHandle, Engine, SttHandle, TtsHandle},
     error::{HostError, Result},
-    plugin::{Engine, LoadObserver, Plugin},
+    plugin::Plugin,
     readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx},
 };
 
@@ -72,7 +75,7 @@ struct Observer {
     loading: bool,
 }
 
-impl LoadObserver for Observer {
+impl Host for Observer {
     fn progress(&self, fraction: f32, message: &str) {
         if self.loading {
             self.tx.load_progress(self.service, fraction, message);
@@ -83,8 +86,8 @@ impl LoadObserver for Observer {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    fn service(&self) -> &str {
-        self.service.as_str()
+    fn log(&self, level: u8, message: &str) {
+        crate::engine::log_plugin_line(self.service.as_str(), level, message);
     }
 }
 
@@ -173,12 +176,32 @@ impl Supervisor {
     }
 
     /// The engine serving `name`, when it is ready.
-    pub fn engine(&self, name: ServiceName) -> Option<Arc<Engine>> {
+    fn engine(&self, name: ServiceName) -> Option<Arc<Engine>> {
         let slot = self.inner.slots.get(&name)?;
         if self.inner.tx.subscribe().current().service(name)?.phase != Phase::Ready {
             return None;
         }
         slot.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `name` has a ready engine.
+    pub fn is_ready(&self, name: ServiceName) -> bool {
+        self.engine(name).is_some()
+    }
+
+    /// The TTS engine, when it is ready.
+    pub fn tts(&self) -> Option<TtsHandle> {
+        self.engine(ServiceName::Tts).and_then(TtsHandle::of)
+    }
+
+    /// The STT engine, when it is ready.
+    pub fn stt(&self) -> Option<SttHandle> {
+        self.engine(ServiceName::Stt).and_then(SttHandle::of)
+    }
+
+    /// The chat engine, when it is ready.
+    pub fn chat(&self) -> Option<ChatHandle> {
+        self.engine(ServiceName::Chat).and_then(ChatHandle::of)
     }
 
     /// Starts a failed (or not installed) service again, in the background.
@@ -199,10 +222,9 @@ impl Supervisor {
                 record.phase.status()
             )));
         }
-        if slot.starting.load(Ordering::Acquire) {
+        if slot.starting.load(Ordering::Acquire) || !self.inner.tx.retrying(name) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
-        self.inner.tx.retrying(name);
         let this = self.clone();
         tokio::spawn(async move { this.bring_up(name).await });
         Ok(())
@@ -274,13 +296,12 @@ impl Supervisor {
         let load_time = started.elapsed();
         let info = engine.describe();
         let engine_label = format!("{} {}", info.name, info.engine_version).trim().to_owned();
-        let model = info.model.into_option().map(|m| m.into_string());
-        tx.loaded(name, engine_label, model, load_time, host.auto_warmup);
+        tx.loaded(name, engine_label, info.model, load_time, host.auto_warmup);
 
         if host.auto_warmup {
             match self.warm(name, &engine).await {
                 Ok((time, warmed)) => {
-                    let model = engine.describe().model.into_option().map(|m| m.into_string());
+                    let model = engine.describe().model;
                     self.activate(slot, engine);
                     tx.warmed(name, time, warmed, model);
                 }
@@ -291,42 +312,20 @@ impl Supervisor {
         }
     }
 
-    /// Puts a loaded engine in its slot; the engine it replaces (if any) is
-    /// shut down once nobody uses it any more.
+    /// Puts a loaded engine in its slot. The engine it replaces (if any)
+    /// is shut down when its last user drops it (see [`crate::engine`]).
     fn activate(&self, slot: &Slot, engine: Arc<Engine>) {
         let old = slot.active.write().unwrap_or_else(|e| e.into_inner()).replace(engine);
-        if let Some(old) = old {
-            std::thread::spawn(move || old.shutdown());
-        }
+        drop(old);
     }
 
     async fn open(&self, config: &ServiceConfig) -> std::result::Result<Arc<Plugin>, String> {
-        let path = config.plugin_path.clone();
+        let config = config.clone();
         let this = self.clone();
-        let opened = tokio::task::spawn_blocking(move || this.inner.libraries.open(&path))
+        tokio::task::spawn_blocking(move || this.inner.libraries.open_service(&config))
             .await
-            .map_err(|e| format!("opening the plugin failed: {e}"))?;
-        let plugin = opened.map_err(|e| match e {
-            HostError::PluginMissing { path, .. } => format!(
-                "plugin file {} not found (from `plugin = {:?}` at {}); build it with `cargo build --release` or fix the path",
-                path.display(),
-                config.plugin_spec,
-                config.config_location,
-            ),
-            other => other.to_string(),
-        })?;
-        let want = config.name.kind();
-        if plugin.meta.kind != want {
-            return Err(format!(
-                "plugin {} at {} is a {} engine, but [{}] needs a {} engine",
-                plugin.meta.name,
-                plugin.meta.path.display(),
-                plugin.meta.kind,
-                config.name,
-                want
-            ));
-        }
-        Ok(plugin)
+            .map_err(|e| format!("opening the plugin failed: {e}"))?
+            .map_err(|e| e.to_string())
     }
 
     async fn warm(&self, name: ServiceName, engine: &Arc<Engine>) -> std::result::Result<(Duration, String), String> {
@@ -345,7 +344,7 @@ impl Supervisor {
         })
         .await
         {
-            Ok(Ok(report)) => Ok((started.elapsed(), report.warmed.into_string())),
+            Ok(Ok(report)) => Ok((started.elapsed(), report.warmed)),
             Ok(Err(e)) => Err(format!("warmup failed: {e}")),
             Err(e) => Err(format!("warmup {e}")),
         }

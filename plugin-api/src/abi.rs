@@ -302,8 +302,10 @@ pub trait Engine: Send + Sync {
     /// (e.g. `Ollama not responding at http://127.0.0.1:11434`).
     fn health(&self) -> RResult<(), RString>;
 
-    /// Releases the model and anything the engine started. Called once,
-    /// before the host drops the engine.
+    /// Releases the model and anything the engine started. Called exactly
+    /// once, after the instance's last request (also when `load` or `warmup`
+    /// failed), before the host drops it; not when a call outlived its
+    /// timeout and the instance was abandoned.
     fn shutdown(&self);
 
     /// TTS: speaks `text`, one [`AudioChunk`] per sentence, until the sink

@@ -48,7 +48,7 @@ impl From<&str> for PluginError {
 pub type PluginResult<T> = Result<T, PluginError>;
 
 /// What an engine says about itself (the Rust side of [`crate::EngineInfo`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Description {
     /// Engine name, e.g. `piper`.
     pub name: String,
@@ -152,7 +152,11 @@ pub trait Warmable: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Releases what `load` took. Called once, before the engine is dropped.
+    /// Releases what `load` took. Called exactly once, when the host is done
+    /// with this instance: after its last request, and also when `load` or
+    /// `warmup` failed (release what a failed load left behind). Not called
+    /// when a `load` or `warmup` outlived its timeout: the host abandons the
+    /// instance then.
     fn shutdown(&self) {}
 }
 
@@ -207,7 +211,7 @@ pub trait SttEngine: Warmable {
 }
 
 /// What a chat engine returns at the end of a reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatOutcome {
     /// Number of pieces sent.
     pub tokens: u32,

@@ -164,15 +164,45 @@ impl<E: Warmable, K: Kind<E>> Engine for Adapter<E, K> {
     }
 }
 
-fn parse_config<E: Warmable>(json: &str) -> PluginResult<E::Config> {
+/// Parses a `config` table (JSON text) into the engine's config type.
+///
+/// A missing table arrives as `{}` (or nothing). An engine without settings
+/// may declare `type Config = ()`: an empty table is then accepted, and a
+/// table with keys is refused with a message saying there are no settings.
+pub fn parse_config<E: Warmable>(json: &str) -> PluginResult<E::Config> {
+    use serde::Deserialize;
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| {
-        // The position is in the JSON the host made from the TOML table, so
-        // it would only mislead; the host names the table's place instead.
-        let message = e.to_string();
-        let message = message.rfind(" at line ").map_or(&*message, |i| &message[..i]);
-        PluginError::new(format!("invalid config: {message}"))
-    })
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| PluginError::new(format!("invalid config: {}", strip_position(&e))))?;
+    let first = match E::Config::deserialize(&value) {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    // A unit-like config (`()`) deserializes from null but not from a table.
+    if let Ok(config) = E::Config::deserialize(&serde_json::Value::Null) {
+        return match value.as_object() {
+            Some(table) if !table.is_empty() => {
+                let keys: Vec<_> = table.keys().map(|k| format!("`{k}`")).collect();
+                Err(PluginError::new(format!(
+                    "invalid config: unknown field {}: this plugin takes no settings; remove them",
+                    keys.join(", ")
+                )))
+            }
+            _ => Ok(config),
+        };
+    }
+    Err(PluginError::new(format!("invalid config: {}", strip_position(&first))))
+}
+
+/// serde_json's message without its position: the position is in the JSON
+/// the host made from the TOML table, so it would only mislead; the host
+/// names the table's place instead.
+fn strip_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    }
 }
 
 /// `PluginMod::info` for engine type `E` of kind `K`.
@@ -215,6 +245,18 @@ pub fn root_module(
     .leak_into_prefix()
 }
 
+/// The name of the static a library exports its header under, as
+/// `abi_stable` 0.11 mangles it (`_as.lib_header.root module loader`).
+/// A test keeps it equal to `abi_stable::library::ROOT_MODULE_LOADER_NAME`;
+/// it is spelled out because an attribute needs a literal.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __root_module_symbol {
+    () => {
+        "_1as_0lib_1header_0root_bmodule_bloader"
+    };
+}
+
 /// Exports an engine type as a Hearth plugin. One line per plugin crate:
 ///
 /// ```ignore
@@ -226,8 +268,13 @@ pub fn root_module(
 /// The second argument makes a fresh, unloaded engine (a retry makes another).
 /// The plugin's name, version and description come from its `Cargo.toml`
 /// (a leading `hearth-` is dropped from the name). The crate must be
-/// `crate-type = ["cdylib", "rlib"]` and depend on `abi_stable` 0.11 directly,
-/// because `abi_stable`'s export attribute names it by absolute path.
+/// `crate-type = ["cdylib", "rlib"]`; it needs no other dependency than
+/// `hearth-plugin-api` (and `serde` for its config).
+///
+/// The macro defines `pub fn hearth_plugin_root_module() -> PluginModRef`,
+/// which the crate's own tests can hand to the test kit
+/// (`hearth_plugin_api::testkit`) to drive the engine exactly as the host
+/// does, through the exported entry points.
 #[macro_export]
 macro_rules! export_plugin {
     (tts: $engine:ty, $make:expr) => {
@@ -245,8 +292,9 @@ macro_rules! export_plugin {
 #[macro_export]
 macro_rules! __export_plugin {
     ($kind:ty, $engine:ty, $make:expr) => {
-        /// The root module of this Hearth plugin.
-        #[::abi_stable::export_root_module]
+        /// The root module of this Hearth plugin: what the host reads through
+        /// the exported library header, and what the crate's tests can drive
+        /// with `hearth_plugin_api::testkit`.
         pub fn hearth_plugin_root_module() -> $crate::PluginModRef {
             extern "C" fn info() -> $crate::PluginInfo {
                 $crate::__private::info::<$engine, $kind>(
@@ -261,7 +309,45 @@ macro_rules! __export_plugin {
             > {
                 $crate::__private::new_engine::<$engine, $kind>($make)
             }
-            $crate::__private::root_module(info, $crate::__private::check_config::<$engine>, new_engine)
+            static ROOT: ::std::sync::OnceLock<$crate::PluginModRef> = ::std::sync::OnceLock::new();
+            *ROOT.get_or_init(|| {
+                $crate::__private::root_module(info, $crate::__private::check_config::<$engine>, new_engine)
+            })
         }
+
+        // What `abi_stable`'s `#[export_root_module]` generates, written out
+        // with paths through this crate so the plugin need not depend on
+        // `abi_stable` itself. In an anonymous const, so nothing leaks into
+        // the plugin's namespace.
+        const _: () = {
+            use $crate::__private::abi_stable::library::{
+                __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
+            };
+
+            extern "C" fn erased_root_module() -> RootModuleResult {
+                __call_root_module_loader(hearth_plugin_root_module)
+            }
+
+            /// The library header the host reads before running any code.
+            #[unsafe(export_name = $crate::__root_module_symbol!())]
+            pub static HEARTH_PLUGIN_HEADER: LibHeader =
+                // SAFETY: `erased_root_module` returns the module made by
+                // `hearth_plugin_root_module`, a `PluginModRef`, which is
+                // the type named here, as `from_constructor` requires.
+                unsafe {
+                    LibHeader::from_constructor::<$crate::PluginModRef>(erased_root_module, CheckTypeLayout::Yes)
+                };
+        };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_symbol_is_the_one_abi_stable_looks_up() {
+        assert_eq!(
+            crate::__root_module_symbol!(),
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
 }

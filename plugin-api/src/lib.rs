@@ -80,15 +80,29 @@
 
 mod abi;
 mod author;
+pub mod client;
 mod export;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod text;
 mod version;
 
 pub use abi::*;
 pub use author::*;
 pub use version::*;
 
-/// Re-exports the macros of `abi_stable` need, so a plugin crate depends on
-/// `hearth-plugin-api` alone.
+/// `abi_stable`, re-exported so a plugin crate depends on
+/// `hearth-plugin-api` alone (the export macro reaches it through here).
+pub use abi_stable;
+
+/// The README's and the plugin authors' guide's examples, compiled as
+/// doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../../docs/plugin-authors.md")]
+pub struct DocumentedExamples;
+
+/// What [`export_plugin!`] expands to; not for direct use.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::*;

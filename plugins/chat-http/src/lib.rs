@@ -43,8 +43,6 @@
 //! the error says which `ollama pull` to run), and any retry of a failed
 //! chat request (a half-streamed reply cannot be retried transparently).
 
-#![allow(non_local_definitions)]
-
 pub mod config;
 pub mod http;
 pub mod launch;

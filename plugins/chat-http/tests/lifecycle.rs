@@ -6,6 +6,8 @@
 //! The "host" here is this test binary re-run as a child process, so the
 //! test can SIGKILL it.
 
+mod util;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -13,15 +15,9 @@ use std::{
 };
 
 use hearth_chat_http::launch::{ManagedServer, Spec};
+use util::process_alive as alive;
 
 const ROLE: &str = "CHAT_HTTP_LIFECYCLE_HOST";
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
-        Err(_) => false,
-    }
-}
 
 /// In the child: start a server from a short-lived thread, let that thread
 /// end, report the server's pid, then wait to be killed.

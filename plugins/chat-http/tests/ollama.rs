@@ -34,7 +34,11 @@ use axum::{
 };
 use futures_util::stream::{self, Stream};
 use hearth_chat_http::HttpChat;
-use hearth_plugin_api::Warmable;
+use hearth_plugin_api::{
+    client::Message,
+    testkit::{self, RecordingHost, TokenCollector},
+    Warmable,
+};
 use serde_json::{json, Value};
 use util::*;
 
@@ -299,7 +303,9 @@ fn loaded(stand_in: &StandIn, extra: Value) -> HttpChat {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let engine = HttpChat::default();
-    load(&engine, config, &repo_root()).0.expect("load");
+    testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect("load");
     engine
 }
 
@@ -317,7 +323,9 @@ fn loads_preloads_and_streams_split_ndjson_with_options() {
     assert_eq!(described.model.as_deref(), Some("tiny"));
     assert_eq!(described.engine_version, "ollama 0.5.7");
 
-    let warmed = warmup(&engine).expect("warmup");
+    let warmed = engine
+        .warmup(&RecordingHost::new().context(&repo_root()))
+        .expect("warmup");
     assert!(
         warmed.starts_with("loaded tiny into Ollama's memory (keep_alive 10m) in "),
         "{warmed}"
@@ -329,10 +337,10 @@ fn loads_preloads_and_streams_split_ndjson_with_options() {
     );
     engine.health().expect("healthy");
 
-    let (outcome, pieces, _) = chat(&engine, &[user("Hi")], None);
-    let outcome = outcome.expect("chat");
-    assert_eq!(pieces.concat(), "Hello from the stand-in é!");
-    assert_eq!(pieces.len(), 7);
+    let mut reply = TokenCollector::new();
+    let outcome = testkit::chat(&engine, &[Message::user("Hi")], &mut reply).expect("chat");
+    assert_eq!(reply.text(), "Hello from the stand-in é!");
+    assert_eq!(reply.pieces.len(), 7);
     assert_eq!(outcome.tokens, 7);
     assert_eq!(outcome.finish_reason, "stop");
 
@@ -349,9 +357,12 @@ fn loads_preloads_and_streams_split_ndjson_with_options() {
     );
 
     // A conversation that brings its own system message keeps it alone.
-    chat(&engine, &[system("Answer in French."), user("Hi")], None)
-        .0
-        .expect("chat");
+    testkit::chat(
+        &engine,
+        &[Message::system("Answer in French."), Message::user("Hi")],
+        &mut TokenCollector::new(),
+    )
+    .expect("chat");
     let sent = &stand_in.requests("/api/chat")[1];
     assert_eq!(
         sent["messages"],
@@ -364,7 +375,9 @@ fn a_model_not_pulled_says_which_pull_to_run() {
     let stand_in = StandIn::start();
     let engine = HttpChat::default();
     let config = json!({"api": "ollama", "url": stand_in.url(), "model": "llama3.2"});
-    let error = load(&engine, config, &repo_root()).0.expect_err("not pulled");
+    let error = testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect_err("not pulled");
     assert_eq!(
         error.0,
         "model llama3.2 not pulled — run `ollama pull llama3.2` (pulled models: tiny:latest, other:7b)"
@@ -375,8 +388,9 @@ fn a_model_not_pulled_says_which_pull_to_run() {
 fn an_error_line_mid_stream_fails_the_chat() {
     let stand_in = StandIn::start();
     let engine = loaded(&stand_in, json!({}));
-    let (result, pieces, _) = chat(&engine, &[user("please fail")], None);
-    assert_eq!(pieces, ["Sure", ", I"]);
+    let mut reply = TokenCollector::new();
+    let result = testkit::chat(&engine, &[Message::user("please fail")], &mut reply);
+    assert_eq!(reply.pieces, ["Sure", ", I"]);
     assert_eq!(
         result.unwrap_err().0,
         "Ollama reported an error after 2 tokens: an error was encountered while running the model: out of memory"
@@ -387,8 +401,9 @@ fn an_error_line_mid_stream_fails_the_chat() {
 fn a_stream_cut_before_done_is_an_error() {
     let stand_in = StandIn::start();
     let engine = loaded(&stand_in, json!({}));
-    let (result, pieces, _) = chat(&engine, &[user("cut off")], None);
-    assert_eq!(pieces, ["Half", " a"]);
+    let mut reply = TokenCollector::new();
+    let result = testkit::chat(&engine, &[Message::user("cut off")], &mut reply);
+    assert_eq!(reply.pieces, ["Half", " a"]);
     assert_eq!(
         result.unwrap_err().0,
         "Ollama closed the reply stream before it finished (after 2 tokens)"
@@ -400,9 +415,9 @@ fn stop_from_the_sink_drops_the_connection() {
     let stand_in = StandIn::start();
     let engine = loaded(&stand_in, json!({}));
     let started = Instant::now();
-    let (result, pieces, _) = chat(&engine, &[user("count slowly")], Some(3));
-    let outcome = result.expect("stopped chat");
-    assert_eq!(pieces, [" 1", " 2", " 3"]);
+    let mut reply = TokenCollector::stop_after(3);
+    let outcome = testkit::chat(&engine, &[Message::user("count slowly")], &mut reply).expect("stopped chat");
+    assert_eq!(reply.pieces, [" 1", " 2", " 3"]);
     assert_eq!((outcome.tokens, outcome.finish_reason.as_str()), (3, "cancelled"));
     // The whole reply would take 10 s; the stand-in sees the stream dropped.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -420,8 +435,9 @@ fn stop_from_the_sink_drops_the_connection() {
 fn silence_after_the_headers_hits_the_first_token_timeout() {
     let stand_in = StandIn::start();
     let engine = loaded(&stand_in, json!({"first_token_timeout": "300ms"}));
-    let (result, pieces, took) = chat(&engine, &[user("say nothing")], None);
-    assert!(pieces.is_empty());
+    let mut reply = TokenCollector::new();
+    let (result, took) = timed_chat(&engine, &[Message::user("say nothing")], &mut reply);
+    assert!(reply.pieces.is_empty());
     assert_eq!(
         result.unwrap_err().0,
         format!("no answer from {}/api/chat within 300ms", stand_in.url())
@@ -435,7 +451,9 @@ fn ollama_gone_fails_load_health_and_chat_with_reasons() {
     let port = free_port();
     let engine = HttpChat::default();
     let config = json!({"api": "ollama", "url": format!("http://127.0.0.1:{port}"), "model": "tiny"});
-    let error = load(&engine, config, &repo_root()).0.expect_err("nobody there");
+    let error = testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect_err("nobody there");
     assert!(
         error.0.starts_with(&format!(
             "Ollama not responding at http://127.0.0.1:{port}: nothing answers at"
@@ -456,7 +474,7 @@ fn ollama_gone_fails_load_health_and_chat_with_reasons() {
         health.0.starts_with("Ollama not responding: nothing answers at"),
         "{health}"
     );
-    let (result, _, took) = chat(&engine, &[user("Hi")], None);
+    let (result, took) = timed_chat(&engine, &[Message::user("Hi")], &mut TokenCollector::new());
     let error = result.unwrap_err();
     assert!(
         error.0.starts_with("Ollama not responding: nothing answers at"),
@@ -472,7 +490,9 @@ fn an_openai_server_is_not_mistaken_for_ollama() {
     let stand_in = StandIn::start();
     let engine = HttpChat::default();
     let config = json!({"api": "ollama", "url": format!("{}/v1", stand_in.url()), "model": "tiny"});
-    let error = load(&engine, config, &repo_root()).0.expect_err("wrong dialect");
+    let error = testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect_err("wrong dialect");
     assert!(
         error
             .0

@@ -1,7 +1,7 @@
 //! The OpenAI dialect against the real llama.cpp `llama-server` with
 //! SmolLM2-135M (from `scripts/fetch-models.sh`), each test on its own free
-//! loopback port. The engine is linked as an rlib here; `cdylib.rs` loads
-//! the built library through the host.
+//! loopback port. The engine is called directly here; `entry_points.rs`
+//! drives it through the plugin's exported entry points.
 //!
 //! Missing models fail the tests with what to run; they are never skipped.
 
@@ -10,7 +10,11 @@ mod util;
 use std::time::{Duration, Instant};
 
 use hearth_chat_http::HttpChat;
-use hearth_plugin_api::Warmable;
+use hearth_plugin_api::{
+    client::Message,
+    testkit::{self, RecordingHost, TokenCollector},
+    Warmable,
+};
 use serde_json::json;
 use util::*;
 
@@ -36,10 +40,10 @@ fn launch_config(port: u16) -> serde_json::Value {
 fn launched_server_loads_warms_up_streams_stops_and_shuts_down() {
     let port = free_port();
     let engine = HttpChat::default();
-    let (loaded, host) = load(&engine, launch_config(port), &repo_root());
+    let (loaded, host) = testkit::load(&engine, &launch_config(port).to_string(), &repo_root());
     loaded.expect("load");
 
-    let progress = host.progress.lock().unwrap().clone();
+    let progress = host.progress();
     assert!(
         progress.iter().any(|(_, m)| m.starts_with("starting llama-server")),
         "{progress:?}"
@@ -54,31 +58,38 @@ fn launched_server_loads_warms_up_streams_stops_and_shuts_down() {
     assert_eq!(described.engine_version, "openai-compatible (llamacpp)");
     let pid = engine.managed_pid().expect("a managed server");
 
-    let warmed = warmup(&engine).expect("warmup");
+    let warmed = engine
+        .warmup(&RecordingHost::new().context(&repo_root()))
+        .expect("warmup");
     assert!(warmed.starts_with("1-token completion from smollm2 in "), "{warmed}");
     engine.health().expect("healthy");
 
     // A whole streamed reply.
-    let (outcome, pieces, _) = chat(&engine, &[user("What is the capital of France?")], None);
-    let outcome = outcome.expect("chat");
+    let mut reply = TokenCollector::new();
+    let outcome = testkit::chat(&engine, &[Message::user("What is the capital of France?")], &mut reply).expect("chat");
+    let pieces = &reply.pieces;
     assert!(pieces.len() > 1, "streamed in pieces: {pieces:?}");
     assert_eq!(outcome.tokens as usize, pieces.len());
     assert!(
         ["stop", "length"].contains(&outcome.finish_reason.as_str()),
         "{outcome:?}"
     );
-    assert!(!pieces.concat().trim().is_empty());
+    assert!(!reply.text().trim().is_empty());
 
     // The sink says stop after three pieces: the reply ends there.
-    let (outcome, pieces, _) = chat(&engine, &[user("Count from one to twenty in words.")], Some(3));
-    let outcome = outcome.expect("stopped chat");
-    assert_eq!(pieces.len(), 3);
+    let mut reply = TokenCollector::stop_after(3);
+    let outcome = testkit::chat(
+        &engine,
+        &[Message::user("Count from one to twenty in words.")],
+        &mut reply,
+    )
+    .expect("stopped chat");
+    assert_eq!(reply.pieces.len(), 3);
     assert_eq!(outcome.tokens, 3);
     assert_eq!(outcome.finish_reason, "cancelled");
 
     // The server still serves the next request after the dropped stream.
-    let (outcome, _, _) = chat(&engine, &[user("Hi")], None);
-    outcome.expect("chat after a stop");
+    testkit::chat(&engine, &[Message::user("Hi")], &mut TokenCollector::new()).expect("chat after a stop");
 
     engine.shutdown();
     assert!(
@@ -92,7 +103,9 @@ fn launched_server_loads_warms_up_streams_stops_and_shuts_down() {
 fn a_killed_server_fails_health_and_chat_fast() {
     let port = free_port();
     let engine = HttpChat::default();
-    load(&engine, launch_config(port), &repo_root()).0.expect("load");
+    testkit::load(&engine, &launch_config(port).to_string(), &repo_root())
+        .0
+        .expect("load");
     let pid = engine.managed_pid().expect("managed");
 
     // SAFETY: kill(2) on a process this test's engine started.
@@ -109,10 +122,11 @@ fn a_killed_server_fails_health_and_chat_fast() {
         health.0.contains("exited with signal 9 (SIGKILL) after it was ready"),
         "{health}"
     );
-    let (result, pieces, took) = chat(&engine, &[user("Hello?")], None);
+    let mut reply = TokenCollector::new();
+    let (result, took) = timed_chat(&engine, &[Message::user("Hello?")], &mut reply);
     let error = result.expect_err("chat after the kill");
     assert!(error.0.starts_with("cannot chat: llama-server (pid"), "{error}");
-    assert!(pieces.is_empty());
+    assert!(reply.pieces.is_empty());
     assert!(took < Duration::from_secs(2), "chat took {took:?} to fail");
     engine.shutdown();
 }
@@ -122,7 +136,9 @@ fn an_unmanaged_server_that_dies_fails_health_and_chat_fast() {
     let mut server = LlamaServer::start();
     let engine = HttpChat::default();
     let config = json!({"api": "openai", "url": format!("{}/v1", server.url())});
-    load(&engine, config, &repo_root()).0.expect("load");
+    testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect("load");
     // No `model`: the server's only model is taken.
     assert_eq!(engine.describe().model.as_deref(), Some("smollm2"));
     engine.health().expect("healthy");
@@ -135,7 +151,7 @@ fn an_unmanaged_server_that_dies_fails_health_and_chat_fast() {
             .starts_with("OpenAI-compatible server not responding: nothing answers at"),
         "{health}"
     );
-    let (result, _, took) = chat(&engine, &[user("Hello?")], None);
+    let (result, took) = timed_chat(&engine, &[Message::user("Hello?")], &mut TokenCollector::new());
     let error = result.expect_err("chat after the kill");
     assert!(
         error
@@ -151,7 +167,9 @@ fn an_unknown_model_is_a_clear_load_error() {
     let server = LlamaServer::start();
     let engine = HttpChat::default();
     let config = json!({"api": "openai", "url": server.url(), "model": "llama3.2"});
-    let error = load(&engine, config, &repo_root()).0.expect_err("unknown model");
+    let error = testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect_err("unknown model");
     assert_eq!(
         error.0,
         format!(
@@ -166,7 +184,7 @@ fn an_unknown_model_is_a_clear_load_error() {
 fn launch_refuses_a_port_that_is_taken() {
     let server = LlamaServer::start();
     let engine = HttpChat::default();
-    let error = load(&engine, launch_config(server.port), &repo_root())
+    let error = testkit::load(&engine, &launch_config(server.port).to_string(), &repo_root())
         .0
         .expect_err("port taken");
     assert!(error.0.starts_with("something already answers at"), "{error}");
@@ -184,7 +202,7 @@ fn a_server_that_crashes_while_loading_is_reported_with_its_signal() {
         "url": format!("http://127.0.0.1:{port}"),
         "launch": {"command": "/bin/sh", "args": ["-c", "echo 'load_tensors: loading model' >&2; kill -ILL $$"]},
     });
-    let (result, _) = load(&engine, config, &repo_root());
+    let (result, _) = testkit::load(&engine, &config.to_string(), &repo_root());
     let error = result.expect_err("crash");
     assert!(
         error
@@ -202,7 +220,9 @@ fn a_missing_server_binary_says_what_to_run() {
         "url": format!("http://127.0.0.1:{}", free_port()),
         "launch": {"command": "models/llama/bin/no-such-server"},
     });
-    let error = load(&engine, config, &repo_root()).0.expect_err("missing");
+    let error = testkit::load(&engine, &config.to_string(), &repo_root())
+        .0
+        .expect_err("missing");
     assert!(
         error
             .0
@@ -219,13 +239,11 @@ fn cancelling_the_load_stops_the_server() {
     let mut config = launch_config(port);
     // Sleeps instead of loading, so the load is still waiting when cancelled.
     config["launch"] = json!({"command": "/bin/sh", "args": ["-c", "exec sleep 30"]});
-    let host = TestHost::default();
-    host.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+    let host = RecordingHost::new();
+    host.cancel();
     let parsed = serde_json::from_value(config).unwrap();
     let started = Instant::now();
-    let error = host
-        .with_ctx(&repo_root(), |ctx| engine.load(parsed, ctx))
-        .expect_err("cancelled");
+    let error = engine.load(parsed, &host.context(&repo_root())).expect_err("cancelled");
     assert!(
         error.0.starts_with("cancelled by the host while sh was starting"),
         "{error}"
@@ -236,6 +254,6 @@ fn cancelling_the_load_stops_the_server() {
 #[test]
 fn chat_before_load_is_an_error() {
     let engine = HttpChat::default();
-    let (result, _, _) = chat(&engine, &[user("Hi")], None);
+    let result = testkit::chat(&engine, &[Message::user("Hi")], &mut TokenCollector::new());
     assert_eq!(result.unwrap_err().0, "the chat engine is not loaded");
 }

@@ -1,5 +1,4 @@
 //! **Test fixture.** The scripted engine of `hearth-scripted`, exported as
 //! a stt plugin, for tests and demos of the loading screen.
-#![allow(non_local_definitions)]
 
 hearth_plugin_api::export_plugin!(stt: hearth_scripted::Scripted, hearth_scripted::Scripted::default);

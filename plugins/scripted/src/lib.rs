@@ -28,8 +28,9 @@
 //! model = "scripted-1"  # the model name reported
 //! reply = "Hello there. How can I help?"  # chat reply
 //! token_ms = 20         # delay between chat tokens
-//! transcript = "hello"  # STT result
+//! transcript = "hello"  # STT result for audio that is not silent (silence gives "")
 //! sample_rate = 16000   # TTS output rate
+//! shutdown_file = "/tmp/x"  # each shutdown appends a line `shutdown <name>` here
 //! ```
 
 use std::{
@@ -85,6 +86,9 @@ pub struct Script {
     pub transcript: Option<String>,
     /// TTS output rate.
     pub sample_rate: Option<u32>,
+    /// Each `shutdown` appends a line to this file (for tests of when the
+    /// host shuts engines down).
+    pub shutdown_file: Option<std::path::PathBuf>,
 }
 
 /// Loads per `name` so far in this process (the library is never unloaded,
@@ -98,6 +102,8 @@ fn load_counts() -> &'static Mutex<HashMap<String, u32>> {
 #[derive(Default)]
 pub struct Scripted {
     script: OnceLock<Script>,
+    /// The script of the last load, even a failed one (for `shutdown`).
+    attempted: OnceLock<Script>,
 }
 
 impl Scripted {
@@ -127,6 +133,7 @@ impl Warmable for Scripted {
     }
 
     fn load(&self, script: Script, ctx: &Context<'_>) -> PluginResult<()> {
+        let _ = self.attempted.set(script.clone());
         let steps = script.load_steps.max(1);
         for step in 1..=steps {
             sleep(Duration::from_millis(script.load_ms / u64::from(steps)));
@@ -178,30 +185,26 @@ impl Warmable for Scripted {
             None => Ok(()),
         }
     }
-}
 
-/// Splits text after `.`, `!` and `?`.
-pub fn sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if matches!(c, '.' | '!' | '?') {
-            let end = i + c.len_utf8();
-            out.push(text[start..end].trim());
-            start = end;
+    fn shutdown(&self) {
+        // `attempted`, not `script`: a failed load is shut down too.
+        let Some(script) = self.attempted.get() else { return };
+        if let Some(path) = &script.shutdown_file {
+            use std::io::Write;
+            let name = script.name.clone().unwrap_or_default();
+            if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(file, "shutdown {name}");
+            }
         }
     }
-    if !text[start..].trim().is_empty() {
-        out.push(text[start..].trim());
-    }
-    out.into_iter().filter(|s| !s.is_empty()).collect()
 }
 
 impl TtsEngine for Scripted {
     fn synthesize(&self, text: &str, out: &mut AudioOut<'_>) -> PluginResult<()> {
         let script = self.script()?;
         let rate = script.sample_rate.unwrap_or(16_000);
-        for sentence in sentences(text) {
+        // One chunk per sentence, cut by the rule every engine shares.
+        for sentence in hearth_plugin_api::text::split_sentences(text) {
             // 60 ms of a 440 Hz tone per character: audible, and its length
             // follows the text, which is all a fixture needs.
             let n = (rate as usize * 60 / 1000) * sentence.chars().count();
@@ -219,20 +222,31 @@ impl TtsEngine for Scripted {
 impl SttEngine for Scripted {
     fn transcribe(&self, audio: PcmInput<'_>) -> PluginResult<Transcript> {
         let script = self.script()?;
-        let frames = match audio.samples {
-            PcmSamples::I16(s) => s.len(),
-            PcmSamples::F32(s) => s.len(),
-        } / usize::from(audio.channels.max(1));
+        let (frames, loud) = match audio.samples {
+            PcmSamples::I16(s) => (s.len(), s.iter().any(|&v| v.unsigned_abs() > 327)),
+            PcmSamples::F32(s) => (s.len(), s.iter().any(|&v| v.abs() > 0.01)),
+        };
+        let frames = frames / usize::from(audio.channels.max(1));
         let end_ms = frames as u64 * 1000 / u64::from(audio.sample_rate.max(1));
-        let text = script.transcript.clone().unwrap_or_default();
-        Ok(Transcript {
-            text: text.clone().into(),
-            segments: vec![Segment {
+        // Silence (nothing above 1 % of full scale) is heard as nothing, as
+        // a real recognizer would.
+        let text = if loud {
+            script.transcript.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let segments = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Segment {
                 start_ms: 0,
                 end_ms,
-                text: text.into(),
+                text: text.clone().into(),
             }]
-            .into(),
+        };
+        Ok(Transcript {
+            text: text.into(),
+            segments: segments.into(),
             language: "en".into(),
         })
     }
@@ -269,11 +283,14 @@ impl ChatEngine for Scripted {
 
 #[cfg(test)]
 mod tests {
-    use super::sentences;
+    use hearth_plugin_api::text::split_sentences;
 
     #[test]
-    fn splits_sentences() {
-        assert_eq!(sentences("Hi. How are you? Fine"), vec!["Hi.", "How are you?", "Fine"]);
-        assert!(sentences("  ").is_empty());
+    fn splits_sentences_by_the_shared_rule() {
+        assert_eq!(
+            split_sentences("Hi. It is 3.5 degrees, e.g. warm? Fine"),
+            vec!["Hi.", "It is 3.5 degrees, e.g. warm?", "Fine"]
+        );
+        assert!(split_sentences("  ").is_empty());
     }
 }

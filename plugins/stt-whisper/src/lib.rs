@@ -29,7 +29,6 @@
 //! already uses every thread it is given). The state is reused with
 //! whisper.cpp's `no_context` set, so nothing of one request's text
 //! conditions the next one.
-#![allow(non_local_definitions)] // abi_stable's macros trigger it.
 
 pub mod audio;
 pub mod config;

@@ -15,7 +15,6 @@
 //! The configuration is described in [`config`]. Process-wide state (the ONNX
 //! Runtime environment, libespeak-ng) is shared by every engine instance;
 //! each instance owns its model session.
-#![allow(non_local_definitions)] // abi_stable's export macro triggers it.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -338,12 +337,7 @@ fn resolve_speaker(config: &VoiceConfig, speaker: Option<&Speaker>, name: &str) 
     }
 }
 
-/// The plugin's root module. In a module of its own because `abi_stable`'s
-/// macro generates an undocumented static.
-#[allow(missing_docs)]
-mod export {
-    hearth_plugin_api::export_plugin!(tts: super::PiperTts, super::PiperTts::default);
-}
+hearth_plugin_api::export_plugin!(tts: PiperTts, PiperTts::default);
 
 #[cfg(test)]
 mod tests {

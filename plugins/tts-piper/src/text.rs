@@ -5,19 +5,31 @@
 //! upstream recipe gets clause boundaries and their punctuation from a
 //! patched espeak-ng (`espeak_TextToPhonemesWithTerminator`); the espeak-ng
 //! 1.51 that Debian ships has no such function, and its text pointer runs past
-//! the terminator, so the punctuation is lost. We therefore split here, with
-//! espeak-ng's own rules where they matter, and hand espeak-ng one clause at a
-//! time:
+//! the terminator, so the punctuation is lost. We therefore split here and
+//! hand espeak-ng one clause at a time.
 //!
-//! * `.` `!` `?` end a sentence, `,` `;` `:` end a clause, when followed by
-//!   white space or the end of the text (closing quotes and brackets may sit
-//!   in between). So `3.50`, `1,000` and `10:30` do not split.
+//! **Sentences** are cut by Hearth's one sentence rule,
+//! [`hearth_plugin_api::text`] (the cut the host makes when it streams a
+//! reply), so a sentence the host sends is one inference here, and no
+//! sentence is longer than
+//! [`MAX_SENTENCE_CHARS`](hearth_plugin_api::text::MAX_SENTENCE_CHARS)
+//! characters.
+//!
+//! **Clauses** are cut inside each sentence, with espeak-ng's own rules where
+//! they matter:
+//!
+//! * `,` `;` `:` end a clause when followed by white space or the end of the
+//!   sentence (closing quotes and brackets may sit in between). So `1,000`
+//!   and `10:30` do not split. The sentence's own `.` `!` `?` ends its last
+//!   clause the same way and is the punctuation Piper keeps for it.
 //! * A `.` followed by a lower-case word does not end anything (`e.g. this`),
-//!   as in espeak-ng.
+//!   as in espeak-ng (and in the sentence rule).
 //! * A spaced em or en dash ends a clause that Piper marks with `;`, as
 //!   espeak-ng's clause table does.
-//! * An ellipsis `…` ends a clause without punctuation.
-//! * A blank line ends a sentence without punctuation.
+//! * An ellipsis `…` ends a clause without punctuation (`Wait… what`: one
+//!   sentence, two clauses).
+
+use hearth_plugin_api::text::split_sentences;
 
 /// One clause: the text handed to espeak-ng and the punctuation Piper keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,43 +54,39 @@ fn is_closer(c: char) -> bool {
     matches!(c, '"' | '\'' | ')' | ']' | '}' | '»' | '”' | '’')
 }
 
-/// What a character ends, if it ends something: `(terminator, ends_sentence)`.
-fn boundary_kind(c: char) -> Option<(Option<char>, bool)> {
+/// Whether a character ends a clause, and if so the punctuation Piper keeps
+/// for that clause.
+fn clause_end(c: char) -> Option<Option<char>> {
     match c {
-        '.' | '!' | '?' => Some((Some(c), true)),
-        ',' | ';' | ':' => Some((Some(c), false)),
-        '—' | '–' => Some((Some(';'), false)),
-        '…' => Some((None, false)),
+        '.' | '!' | '?' | ',' | ';' | ':' => Some(Some(c)),
+        '—' | '–' => Some(Some(';')),
+        '…' => Some(None),
         _ => None,
     }
 }
 
-/// Splits `text` into sentences of clauses. White space only gives nothing.
+/// Splits `text` into sentences (by [the shared rule](hearth_plugin_api::text))
+/// of clauses. White space only gives nothing.
 pub fn sentences(text: &str) -> Vec<Sentence<'_>> {
+    split_sentences(text)
+        .into_iter()
+        .map(|text| Sentence {
+            text,
+            clauses: clauses(text),
+        })
+        .collect()
+}
+
+/// Splits one sentence into its clauses; a sentence has something to say, so
+/// there is at least one.
+fn clauses(sentence: &str) -> Vec<Clause<'_>> {
     let mut out = Vec::new();
-    let mut clauses = Vec::new();
-    let mut sentence_start = 0;
     let mut clause_start = 0;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let chars: Vec<(usize, char)> = sentence.char_indices().collect();
     let mut k = 0;
     while k < chars.len() {
-        let (i, c) = chars[k];
-        // A blank line: a newline, optional blanks, another newline.
-        if c == '\n' {
-            let mut m = k + 1;
-            while m < chars.len() && chars[m].1 != '\n' && chars[m].1.is_whitespace() {
-                m += 1;
-            }
-            if m < chars.len() && chars[m].1 == '\n' {
-                push_clause(&mut clauses, &text[clause_start..i], None);
-                finish_sentence(&mut out, &mut clauses, &text[sentence_start..i]);
-                clause_start = i;
-                sentence_start = i;
-                k = m + 1;
-                continue;
-            }
-        }
-        let Some((terminator, ends_sentence)) = boundary_kind(c) else {
+        let c = chars[k].1;
+        let Some(terminator) = clause_end(c) else {
             k += 1;
             continue;
         };
@@ -87,7 +95,7 @@ pub fn sentences(text: &str) -> Vec<Sentence<'_>> {
         while m < chars.len() && is_closer(chars[m].1) {
             m += 1;
         }
-        let end = chars.get(m).map_or(text.len(), |&(j, _)| j);
+        let end = chars.get(m).map_or(sentence.len(), |&(j, _)| j);
         let at_boundary = match chars.get(m) {
             None => true,
             Some(&(_, next)) => next.is_whitespace() && !(c == '.' && lower_case_follows(&chars[m..])),
@@ -96,16 +104,11 @@ pub fn sentences(text: &str) -> Vec<Sentence<'_>> {
             k += 1;
             continue;
         }
-        push_clause(&mut clauses, &text[clause_start..end], terminator);
+        push_clause(&mut out, &sentence[clause_start..end], terminator);
         clause_start = end;
-        if ends_sentence {
-            finish_sentence(&mut out, &mut clauses, &text[sentence_start..end]);
-            sentence_start = end;
-        }
         k = m;
     }
-    push_clause(&mut clauses, &text[clause_start..], None);
-    finish_sentence(&mut out, &mut clauses, &text[sentence_start..]);
+    push_clause(&mut out, &sentence[clause_start..], None);
     out
 }
 
@@ -121,15 +124,6 @@ fn push_clause<'a>(clauses: &mut Vec<Clause<'a>>, text: &'a str, terminator: Opt
     let text = text.trim();
     if !text.is_empty() {
         clauses.push(Clause { text, terminator });
-    }
-}
-
-fn finish_sentence<'a>(out: &mut Vec<Sentence<'a>>, clauses: &mut Vec<Clause<'a>>, text: &'a str) {
-    if !clauses.is_empty() {
-        out.push(Sentence {
-            text: text.trim(),
-            clauses: std::mem::take(clauses),
-        });
     }
 }
 
@@ -186,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn dashes_ellipses_and_blank_lines() {
+    fn dashes_ellipses_and_line_breaks() {
         assert_eq!(
             shape("Café déjà vu — naïve! One… two\n\nThree"),
             vec![
@@ -208,8 +202,39 @@ mod tests {
     }
 
     #[test]
+    fn sentences_are_the_shared_rules() {
+        let text = "Wait… what? One; two: three\nfour e.g. five. ... Dr. Smith 好。好";
+        assert_eq!(
+            sentences(text).iter().map(|s| s.text).collect::<Vec<_>>(),
+            hearth_plugin_api::text::split_sentences(text)
+        );
+        assert_eq!(
+            shape(text),
+            vec![
+                vec![("Wait…", None), ("what?", Some('?'))],
+                vec![("One;", Some(';')), ("two:", Some(':')), ("three", None)],
+                vec![("four e.g. five.", Some('.'))],
+                vec![("Dr.", Some('.'))],
+                vec![("Smith 好。", None)],
+                vec![("好", None)],
+            ]
+        );
+    }
+
+    #[test]
+    fn long_sentences_are_cut() {
+        let text = "word ".repeat(200);
+        let s = sentences(&text);
+        assert_eq!(s.len(), 3);
+        assert!(s
+            .iter()
+            .all(|s| s.text.chars().count() <= hearth_plugin_api::text::MAX_SENTENCE_CHARS));
+    }
+
+    #[test]
     fn nothing_to_say() {
         assert!(sentences("").is_empty());
         assert!(sentences("  \n\n \t ").is_empty());
+        assert!(sentences("... — !").is_empty());
     }
 }

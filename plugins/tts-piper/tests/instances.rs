@@ -4,15 +4,16 @@
 
 mod util;
 
+use hearth_plugin_api::testkit::{tempfile, RecordingHost};
 use serde_json::json;
-use util::{assert_audible, config, load, load_observed, speak, Recorder, TempDir};
+use util::{assert_audible, config, load, load_observed, speak};
 
 #[test]
 fn two_instances_work_side_by_side_and_after_one_shuts_down() {
     let first = load(&config(json!({}))).unwrap();
     let second = load(&config(json!({"threads": 2, "length_scale": 1.3}))).unwrap();
-    first.warmup(&Recorder::default()).unwrap();
-    second.warmup(&Recorder::default()).unwrap();
+    first.warmup(&RecordingHost::new()).unwrap();
+    second.warmup(&RecordingHost::new()).unwrap();
 
     // At the same time, from two threads.
     let text = "Two voices are speaking at once.";
@@ -48,9 +49,9 @@ fn a_new_instance_loads_after_a_failed_one() {
 
 #[test]
 fn load_reports_progress_and_warmup_says_what_it_did() {
-    let recorder = Recorder::default();
-    let engine = load_observed(&config(json!({"warmup_text": "Ready when you are."})), &recorder).unwrap();
-    let progress = recorder.progress.lock().unwrap().clone();
+    let host = RecordingHost::new();
+    let engine = load_observed(&config(json!({"warmup_text": "Ready when you are."})), &host).unwrap();
+    let progress = host.progress();
     assert!(progress.len() >= 4, "{progress:?}");
     assert!(
         progress.windows(2).all(|w| w[0].0 <= w[1].0),
@@ -58,20 +59,16 @@ fn load_reports_progress_and_warmup_says_what_it_did() {
     );
     assert_eq!(progress.last().unwrap().0, 1.0);
     assert!(progress.iter().any(|(_, m)| m.contains("ONNX Runtime")), "{progress:?}");
-    let report = engine.warmup(&Recorder::default()).unwrap();
-    assert!(
-        report.warmed.as_str().contains("Ready when you are."),
-        "{}",
-        report.warmed.as_str()
-    );
+    let report = engine.warmup(&RecordingHost::new()).unwrap();
+    assert!(report.warmed.contains("Ready when you are."), "{}", report.warmed);
 }
 
 #[test]
 fn another_runtime_library_is_refused_once_one_is_loaded() {
     // Make sure the real runtime is the loaded one.
     load(&config(json!({}))).unwrap();
-    let dir = TempDir::new("runtime");
-    let other = dir.join("libonnxruntime.so");
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("libonnxruntime.so");
     std::fs::write(&other, b"not used: refused before it is opened").unwrap();
     let e = load(&config(json!({"runtime": other}))).unwrap_err();
     assert!(e.contains("already loaded") && e.contains("restart Hearth"), "{e}");

@@ -3,8 +3,9 @@
 
 mod util;
 
+use hearth_plugin_api::testkit::tempfile;
 use serde_json::json;
-use util::{config, load, models, TempDir};
+use util::{config, load, models};
 
 fn load_error(config_json: &str) -> String {
     match load(config_json) {
@@ -35,15 +36,15 @@ fn a_missing_voice_names_the_file_and_the_fix() {
 
 #[test]
 fn a_corrupt_model_is_reported_as_such() {
-    let dir = TempDir::new("corrupt");
-    let voice = dir.join("broken.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let voice = dir.path().join("broken.onnx");
     std::fs::write(
         &voice,
         b"this is not an ONNX model, just some garbage bytes \x00\x01\x02\xff",
     )
     .unwrap();
     let real_json = format!("{}.json", models().voice.display());
-    std::fs::copy(real_json, dir.join("broken.onnx.json")).unwrap();
+    std::fs::copy(real_json, dir.path().join("broken.onnx.json")).unwrap();
     let e = load_error(&config(json!({"voice": voice})));
     assert_mentions(
         &e,
@@ -57,8 +58,8 @@ fn a_corrupt_model_is_reported_as_such() {
 
 #[test]
 fn an_empty_model_is_reported_as_such() {
-    let dir = TempDir::new("empty");
-    let voice = dir.join("empty.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let voice = dir.path().join("empty.onnx");
     std::fs::write(&voice, b"").unwrap();
     let e = load_error(&config(json!({"voice": voice})));
     assert_mentions(&e, &["empty.onnx", "is empty", "run scripts/fetch-models.sh"]);
@@ -66,16 +67,16 @@ fn an_empty_model_is_reported_as_such() {
 
 #[test]
 fn a_missing_or_broken_voice_config_is_reported() {
-    let dir = TempDir::new("json");
-    let missing = load_error(&config(json!({"voice_config": dir.join("none.onnx.json")})));
+    let dir = tempfile::tempdir().unwrap();
+    let missing = load_error(&config(json!({"voice_config": dir.path().join("none.onnx.json")})));
     assert_mentions(&missing, &["voice config", "none.onnx.json", "not found"]);
 
-    let broken = dir.join("broken.onnx.json");
+    let broken = dir.path().join("broken.onnx.json");
     std::fs::write(&broken, "{\"audio\": {\"sample_rate\": ").unwrap();
     let e = load_error(&config(json!({"voice_config": broken})));
     assert_mentions(&e, &["broken.onnx.json", "not a valid Piper voice config"]);
 
-    let no_ids = dir.join("no-ids.onnx.json");
+    let no_ids = dir.path().join("no-ids.onnx.json");
     std::fs::write(
         &no_ids,
         r#"{"audio": {"sample_rate": 22050}, "espeak": {"voice": "en-us"}, "phoneme_id_map": {"a": [1]}}"#,
@@ -87,11 +88,11 @@ fn a_missing_or_broken_voice_config_is_reported() {
 
 #[test]
 fn an_unknown_espeak_voice_is_reported() {
-    let dir = TempDir::new("espeak-voice");
+    let dir = tempfile::tempdir().unwrap();
     let real_json = std::fs::read_to_string(format!("{}.json", models().voice.display())).unwrap();
     let mut voice: serde_json::Value = serde_json::from_str(&real_json).unwrap();
     voice["espeak"]["voice"] = json!("xx-nowhere");
-    let path = dir.join("odd.onnx.json");
+    let path = dir.path().join("odd.onnx.json");
     std::fs::write(&path, voice.to_string()).unwrap();
     let e = load_error(&config(json!({"voice_config": path})));
     assert_mentions(&e, &["espeak-ng has no voice", "xx-nowhere"]);
@@ -136,7 +137,7 @@ fn bad_settings_are_refused_at_load() {
 
 #[test]
 fn unknown_keys_are_refused_without_loading() {
-    let plugin = util::plugin();
+    let plugin = util::module();
     let e = plugin.check_config(&config(json!({"treads": 2}))).unwrap_err();
     assert_mentions(&e, &["unknown field `treads`"]);
     let e = plugin.check_config("{}").unwrap_err();

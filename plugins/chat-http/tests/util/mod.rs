@@ -1,25 +1,24 @@
-//! Helpers shared by the chat-http integration tests: where the models and
-//! the built cdylib are, free loopback ports, a host context for calling the
-//! engine directly, a token collector, and a directly started llama-server.
+//! Helpers shared by the chat-http integration tests: where llama-server and
+//! its model are, free loopback ports, the `[chat.config]` of
+//! `plugins.toml` on another port, a timed chat, and a llama-server started
+//! directly. Host contexts, token collectors and messages come from the
+//! plugin API's test kit.
 #![allow(dead_code)]
 
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex,
-    },
     time::{Duration, Instant},
 };
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
-use hearth_chat_http::HttpChat;
+use hearth_chat_http::{config::Config, http::Http, HttpChat};
 use hearth_plugin_api::{
-    ChatEngine, ChatMessage, ChatOutcome, ChatRole, Context, Flow, HostContext, HostContext_TO, PluginResult, TokenOut,
-    TokenSink, TokenSink_TO, Warmable,
+    client::Message,
+    testkit::{self, TokenCollector},
+    ChatOutcome, PluginResult,
 };
+use serde_json::json;
 
 /// The repository root (where `plugins.toml` and `models/` live).
 pub fn repo_root() -> PathBuf {
@@ -68,143 +67,40 @@ pub fn llama_args(model: &Path, port: u16) -> Vec<String> {
     .collect()
 }
 
+/// The default `[chat.config]` of `plugins.toml` (a managed llama-server,
+/// relative paths against [`repo_root`]) on `port` instead of 8089, with
+/// `max_tokens` as given.
+pub fn default_config(port: u16, max_tokens: u32) -> serde_json::Value {
+    llama_files();
+    json!({
+        "api": "openai",
+        "url": format!("http://127.0.0.1:{port}"),
+        "model": "smollm2",
+        "max_tokens": max_tokens,
+        "launch": {
+            "command": "models/llama/bin/llama-server",
+            "args": llama_args(Path::new("models/llama/SmolLM2-135M-Instruct.Q4_1.gguf"), port),
+            // Only the prebuilt server needs it; a static build ignores it.
+            "env": {"LD_LIBRARY_PATH": "models/llama/bin"},
+        },
+    })
+}
+
 /// A loopback port nobody listened on a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The plugin's cdylib as cargo built it; fails with what to do when not.
-pub fn cdylib() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo_root().join("target"),
-    };
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    let path = target.join(profile).join("libhearth_chat_http.so");
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build -p hearth-chat-http` (cargo test builds it too) with the same CARGO_TARGET_DIR",
-        path.display()
-    );
-    path
-}
-
-/// A host context for tests: records progress and log lines, can cancel.
-#[derive(Default)]
-pub struct TestHost {
-    pub progress: Mutex<Vec<(f32, String)>>,
-    pub log: Mutex<Vec<String>>,
-    pub cancelled: AtomicBool,
-}
-
-impl HostContext for TestHost {
-    fn progress(&self, fraction: f32, message: RStr<'_>) {
-        self.progress
-            .lock()
-            .unwrap()
-            .push((fraction, message.as_str().to_owned()));
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    fn log(&self, _level: u8, message: RStr<'_>) {
-        self.log.lock().unwrap().push(message.as_str().to_owned());
-    }
-}
-
-impl hearth::plugin::LoadObserver for TestHost {
-    fn progress(&self, fraction: f32, message: &str) {
-        self.progress.lock().unwrap().push((fraction, message.to_owned()));
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    fn service(&self) -> &str {
-        "chat"
-    }
-}
-
-impl TestHost {
-    /// Runs `f` with a [`Context`] backed by this host.
-    pub fn with_ctx<T>(&self, base_dir: &Path, f: impl FnOnce(&Context<'_>) -> T) -> T {
-        let host = HostContext_TO::from_ptr(self, TD_Opaque);
-        let ctx = Context::new(host, base_dir);
-        f(&ctx)
-    }
-}
-
-/// Loads `engine` with a JSON config, relative paths against `base_dir`.
-pub fn load(engine: &HttpChat, config: serde_json::Value, base_dir: &Path) -> (PluginResult<()>, TestHost) {
-    let host = TestHost::default();
-    let parsed: Result<<HttpChat as Warmable>::Config, _> = serde_json::from_value(config);
-    let result = match parsed {
-        Ok(config) => host.with_ctx(base_dir, |ctx| engine.load(config, ctx)),
-        Err(e) => Err(e.to_string().into()),
-    };
-    (result, host)
-}
-
-/// Warms `engine` up.
-pub fn warmup(engine: &HttpChat) -> PluginResult<String> {
-    TestHost::default().with_ctx(Path::new("/"), |ctx| engine.warmup(ctx))
-}
-
-/// A user message.
-pub fn user(text: &str) -> ChatMessage {
-    ChatMessage {
-        role: ChatRole::USER,
-        content: text.into(),
-    }
-}
-
-/// A system message.
-pub fn system(text: &str) -> ChatMessage {
-    ChatMessage {
-        role: ChatRole::SYSTEM,
-        content: text.into(),
-    }
-}
-
-/// Collects tokens; says stop after `stop_after` of them, if given.
-pub struct Collector {
-    pub pieces: Vec<String>,
-    pub stop_after: Option<usize>,
-    pub first_at: Option<Instant>,
-}
-
-impl TokenSink for Collector {
-    fn token(&mut self, text: RStr<'_>) -> Flow {
-        self.first_at.get_or_insert_with(Instant::now);
-        self.pieces.push(text.as_str().to_owned());
-        match self.stop_after {
-            Some(n) if self.pieces.len() >= n => Flow::Stop,
-            _ => Flow::Continue,
-        }
-    }
-}
-
-/// Runs a chat, returning the result, the pieces and how long it took.
-pub fn chat(
+/// Chats with `engine` into `collector`; returns the result and how long
+/// the whole call took.
+pub fn timed_chat(
     engine: &HttpChat,
-    messages: &[ChatMessage],
-    stop_after: Option<usize>,
-) -> (PluginResult<ChatOutcome>, Vec<String>, Duration) {
-    let mut collector = Collector {
-        pieces: Vec::new(),
-        stop_after,
-        first_at: None,
-    };
+    messages: &[Message],
+    collector: &mut TokenCollector,
+) -> (PluginResult<ChatOutcome>, Duration) {
     let started = Instant::now();
-    let result = {
-        let sink = TokenSink_TO::from_ptr(&mut collector, TD_Opaque);
-        let mut out = TokenOut::new(sink);
-        engine.chat(messages, &mut out)
-    };
-    (result, collector.pieces, started.elapsed())
+    let result = testkit::chat(engine, messages, collector);
+    (result, started.elapsed())
 }
 
 /// A llama-server the test started itself, killed on drop.
@@ -214,13 +110,13 @@ pub struct LlamaServer {
 }
 
 impl LlamaServer {
-    /// Starts llama-server on a free port and waits for `/health` 200.
+    /// Starts llama-server on a free port and waits until its `/health`
+    /// answers 200 (asked with the plugin's own HTTP client).
     pub fn start() -> Self {
         let (server, model) = llama_files();
         let port = free_port();
         let child = Command::new(&server)
             .args(llama_args(&model, port))
-            // Only the prebuilt server needs it; a static build ignores it.
             .env("LD_LIBRARY_PATH", server.parent().unwrap())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -228,12 +124,15 @@ impl LlamaServer {
             .spawn()
             .expect("start llama-server");
         let mut this = Self { child, port };
+        let config: Config = serde_json::from_value(json!({"api": "openai", "url": this.url()})).unwrap();
+        let http = Http::new(&config).unwrap();
+        let health = config.root_url("/health");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = this.child.try_wait().unwrap() {
                 panic!("llama-server exited with {status} before /health answered 200");
             }
-            if http_status(port, "/health") == Some(200) {
+            if matches!(http.block_on(http.get(&health, Duration::from_secs(2))), Ok(reply) if reply.status == 200) {
                 return this;
             }
             assert!(Instant::now() < deadline, "llama-server did not become ready in 90 s");
@@ -257,21 +156,6 @@ impl Drop for LlamaServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// The status of a GET on loopback, or `None` when nothing answers.
-pub fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// True while some process answers on `port`.

@@ -5,10 +5,12 @@
 //! * [`transcribe`]: what comes out for speech, silence and odd inputs.
 //! * [`model_files`]: missing, truncated and wrong model files fail `load`
 //!   with a reason, and the process lives on.
-//! * [`through_host`]: the built cdylib, opened and driven by the host's
-//!   own plugin loader.
+//! * [`entry_points`]: the plugin driven through its exported entry points,
+//!   as the host drives the library.
+//! * [`conformance`]: the plugin API's conformance kit.
 
+mod conformance;
+mod entry_points;
 mod model_files;
-mod through_host;
 mod transcribe;
 mod util;

@@ -6,7 +6,7 @@
 //! would crash this test binary or pass if the plugin's own check were
 //! missing.
 
-use crate::util::{self, engine, jfk, load, normalize, transcribe_f32, TempFile, JFK};
+use crate::util::{self, engine, jfk, load, normalize, transcribe_f32, ModelFile, JFK};
 
 fn load_error(config_json: &str) -> String {
     let (engine, result) = load(config_json);
@@ -36,7 +36,7 @@ fn truncated_models_fail_with_a_reason_and_the_process_lives_on() {
     let vocabulary_end = vocabulary_end(&std::fs::read(util::model_path()).unwrap());
     for len in [0, 3, 30, 1_000, 70_000, vocabulary_end, full / 2, full - 1] {
         let file = util::truncated_model(len);
-        let e = load_error(&format!(r#"{{"model": {}}}"#, file.json()));
+        let e = load_error(&file.config);
         let expected = if len == 0 { "empty" } else { "truncated" };
         assert!(e.contains(expected), "{len} bytes: {e}");
         assert!(
@@ -45,7 +45,7 @@ fn truncated_models_fail_with_a_reason_and_the_process_lives_on() {
         );
     }
     // Still alive, and the real model still works in this process.
-    let t = transcribe_f32(engine(), 16_000, 1, &jfk().samples);
+    let t = transcribe_f32(engine(), 16_000, 1, jfk());
     assert_eq!(normalize(&t.text), JFK);
 }
 
@@ -67,8 +67,8 @@ fn vocabulary_end(bytes: &[u8]) -> u64 {
 fn trailing_garbage_is_refused() {
     let mut bytes = std::fs::read(util::model_path()).unwrap();
     bytes.extend_from_slice(&[0xff; 64]);
-    let file = TempFile::new("ggml-extra.bin", &bytes);
-    let e = load_error(&format!(r#"{{"model": {}}}"#, file.json()));
+    let file = ModelFile::new("ggml-extra.bin", &bytes);
+    let e = load_error(&file.config);
     assert!(e.contains("corrupt tensor header"), "{e}");
 }
 
@@ -84,8 +84,8 @@ fn whisper_cpp_s_own_refusal_is_passed_on() {
         .position(|w| w == name)
         .expect("tensor name in the model");
     bytes[at + "encoder.conv".len()] = b'X'; // encoder.convX.weight
-    let file = TempFile::new("ggml-renamed.bin", &bytes);
-    let e = load_error(&format!(r#"{{"model": {}}}"#, file.json()));
+    let file = ModelFile::new("ggml-renamed.bin", &bytes);
+    let e = load_error(&file.config);
     assert!(
         e.contains("whisper.cpp could not load") && e.contains("unknown tensor 'encoder.convX.weight'"),
         "{e}"
@@ -94,12 +94,12 @@ fn whisper_cpp_s_own_refusal_is_passed_on() {
 
 #[test]
 fn wrong_files_are_named_for_what_they_are() {
-    let text = TempFile::new("ggml-tiny.en.bin", b"<html><body>404 Not Found</body></html>\n");
-    let e = load_error(&format!(r#"{{"model": {}}}"#, text.json()));
+    let text = ModelFile::new("ggml-tiny.en.bin", b"<html><body>404 Not Found</body></html>\n");
+    let e = load_error(&text.config);
     assert!(e.contains("not a ggml Whisper model") && e.contains("text file"), "{e}");
 
-    let gguf = TempFile::new("model.gguf", b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00");
-    let e = load_error(&format!(r#"{{"model": {}}}"#, gguf.json()));
+    let gguf = ModelFile::new("model.gguf", b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00");
+    let e = load_error(&gguf.config);
     assert!(e.contains("GGUF"), "{e}");
 
     let e = load_error(r#"{"model": "models/whisper"}"#);

@@ -1,20 +1,24 @@
 //! What comes out for speech, silence and odd inputs.
 
-use hearth_plugin_api::{PcmInput, PcmSamples, SttEngine, Warmable};
+use hearth_plugin_api::{
+    client::{Audio, Samples},
+    testkit::{self, RecordingHost},
+    Warmable,
+};
 use hearth_stt_whisper::{audio, WhisperStt};
 
-use crate::util::{self, engine, jfk, normalize, transcribe_f32, JFK};
+use crate::util::{self, engine, f32_audio, jfk, normalize, transcribe_f32, JFK};
 
 #[test]
 fn jfk_as_f32_gives_the_sentence_with_timed_segments() {
     let clip = jfk();
-    let t = transcribe_f32(engine(), 16_000, 1, &clip.samples);
+    let t = transcribe_f32(engine(), 16_000, 1, clip);
     assert_eq!(normalize(&t.text), JFK, "text: {:?}", t.text);
-    assert_eq!(t.language.as_str(), "en");
+    assert_eq!(t.language, "en");
     assert!(!t.segments.is_empty());
-    let joined: Vec<String> = t.segments.iter().map(|s| s.text.to_string()).collect();
+    let joined: Vec<&str> = t.segments.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(normalize(&joined.join(" ")), JFK);
-    let clip_ms = clip.samples.len() as u64 * 1000 / 16_000;
+    let clip_ms = clip.len() as u64 * 1000 / 16_000;
     let mut previous_end = 0;
     for s in t.segments.iter() {
         assert!(
@@ -36,31 +40,29 @@ fn jfk_as_f32_gives_the_sentence_with_timed_segments() {
 #[test]
 fn jfk_as_pcm16_gives_the_same_text() {
     let pcm16: Vec<i16> = jfk()
-        .samples
         .iter()
         .map(|&v| (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
         .collect();
-    let t = engine()
-        .transcribe(PcmInput {
-            sample_rate: 16_000,
-            channels: 1,
-            samples: PcmSamples::I16(pcm16.as_slice().into()),
-        })
-        .unwrap();
+    let audio = Audio {
+        sample_rate: 16_000,
+        channels: 1,
+        samples: Samples::I16(pcm16),
+    };
+    let t = testkit::transcribe(engine(), &audio).unwrap();
     assert_eq!(normalize(&t.text), JFK, "text: {:?}", t.text);
 }
 
 #[test]
 fn jfk_at_48k_stereo_gives_the_same_text_and_times() {
     let clip = jfk();
-    let at_48k = audio::resample(&clip.samples, 16_000, 48_000).unwrap();
-    assert_eq!(at_48k.len(), clip.samples.len() * 3);
+    let at_48k = audio::resample(clip, 16_000, 48_000).unwrap();
+    assert_eq!(at_48k.len(), clip.len() * 3);
     // Left is the clip, right the clip at half level: the average is still
     // the clip, at three quarters.
     let stereo: Vec<f32> = at_48k.iter().flat_map(|&v| [v, 0.5 * v]).collect();
     let t = transcribe_f32(engine(), 48_000, 2, &stereo);
     assert_eq!(normalize(&t.text), JFK, "text: {:?}", t.text);
-    let reference = transcribe_f32(engine(), 16_000, 1, &clip.samples);
+    let reference = transcribe_f32(engine(), 16_000, 1, clip);
     assert_eq!(t.segments.len(), reference.segments.len());
     for (a, b) in t.segments.iter().zip(reference.segments.iter()) {
         assert!(
@@ -74,7 +76,7 @@ fn jfk_at_48k_stereo_gives_the_same_text_and_times() {
 fn silence_and_noise_give_no_text() {
     let zeros = vec![0.0f32; 5 * 16_000];
     let t = transcribe_f32(engine(), 16_000, 1, &zeros);
-    assert_eq!(t.text.as_str(), "", "digital silence: {:?}", t.segments);
+    assert_eq!(t.text, "", "digital silence: {:?}", t.segments);
     assert!(t.segments.is_empty());
 
     // Quiet white noise (about -50 dBFS), as from an idle microphone.
@@ -97,28 +99,16 @@ fn silence_and_noise_give_no_text() {
 
 #[test]
 fn too_short_or_empty_audio_gives_no_text_and_no_error() {
-    assert_eq!(transcribe_f32(engine(), 16_000, 1, &[]).text.as_str(), "");
-    assert_eq!(transcribe_f32(engine(), 16_000, 1, &[0.1; 800]).text.as_str(), "");
+    assert_eq!(transcribe_f32(engine(), 16_000, 1, &[]).text, "");
+    assert_eq!(transcribe_f32(engine(), 16_000, 1, &[0.1; 800]).text, "");
 }
 
 #[test]
 fn malformed_audio_is_refused_with_a_reason() {
     let samples = [0.0f32; 3];
-    let e = engine()
-        .transcribe(PcmInput {
-            sample_rate: 16_000,
-            channels: 2,
-            samples: PcmSamples::F32(samples.as_slice().into()),
-        })
-        .unwrap_err();
+    let e = testkit::transcribe(engine(), &f32_audio(16_000, 2, &samples)).unwrap_err();
     assert!(e.0.contains("whole number of frames"), "{e}");
-    let e = engine()
-        .transcribe(PcmInput {
-            sample_rate: 1_000,
-            channels: 1,
-            samples: PcmSamples::F32(samples.as_slice().into()),
-        })
-        .unwrap_err();
+    let e = testkit::transcribe(engine(), &f32_audio(1_000, 1, &samples)).unwrap_err();
     assert!(e.0.contains("1000 Hz is not supported"), "{e}");
 }
 
@@ -134,36 +124,27 @@ fn lifecycle_describe_health_warmup_shutdown() {
     );
     assert_eq!(before.model, None);
     assert!(engine.health().unwrap_err().0.contains("not loaded"));
-    assert!(engine
-        .transcribe(PcmInput {
-            sample_rate: 16_000,
-            channels: 1,
-            samples: PcmSamples::F32([0.0f32; 16].as_slice().into()),
-        })
+    assert!(testkit::transcribe(&engine, &f32_audio(16_000, 1, &[0.0; 16]))
         .unwrap_err()
         .0
         .contains("not loaded"));
 
-    let host = util::Host::default();
-    host.with(|ctx| engine.load(util::settings(r#"{"threads": 1}"#), ctx))
-        .unwrap();
+    let (loaded, host) = testkit::load(&engine, r#"{"threads": 1}"#, &util::root());
+    loaded.unwrap();
     assert_eq!(engine.describe().model.as_deref(), Some("ggml-tiny.en"));
     engine.health().unwrap();
     let info = engine.model_info().unwrap();
     assert_eq!((info.size_name, info.multilingual, info.tensors), ("tiny", false, 167));
-    let events = host.events.lock().unwrap().clone();
+    let progress = host.progress();
     assert!(
-        events
+        progress
             .first()
-            .is_some_and(|e| e.starts_with("progress 0.00 checking ggml-tiny.en")),
-        "{events:?}"
+            .is_some_and(|(f, m)| *f == 0.0 && m.starts_with("checking ggml-tiny.en")),
+        "{progress:?}"
     );
-    assert!(
-        events.last().is_some_and(|e| e.starts_with("progress 1.00")),
-        "{events:?}"
-    );
+    assert!(progress.last().is_some_and(|(f, _)| *f == 1.0), "{progress:?}");
 
-    let warmed = host.with(|ctx| engine.warmup(ctx)).unwrap();
+    let warmed = engine.warmup(&RecordingHost::new().context(&util::root())).unwrap();
     assert!(
         warmed.contains("1 s of silence") && warmed.contains("no text"),
         "{warmed}"

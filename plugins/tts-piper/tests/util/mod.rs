@@ -1,6 +1,6 @@
-//! Shared helpers of the integration tests: where the models and the built
-//! plugin are, loading engines through the host's loader, and measuring the
-//! audio they send.
+//! Shared helpers of the integration tests: where the models are, engines
+//! made and loaded through the plugin's exported entry points (as the host
+//! does), and what this voice's audio must look like.
 //!
 //! The tests use the real voice and runtime that `scripts/fetch-models.sh`
 //! puts under `models/`; when they are missing the tests fail (never skip)
@@ -9,11 +9,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock},
+    sync::OnceLock,
 };
 
-use hearth::plugin::{Engine, Libraries, LoadObserver, Plugin};
-use hearth_plugin_api::Flow;
+use hearth_plugin_api::{
+    client::{Instance, Module, Speech},
+    testkit::{rms, AudioCollector, RecordingHost},
+};
 use serde_json::{json, Value};
 
 /// The repository root.
@@ -47,47 +49,9 @@ pub fn models() -> Models {
     models
 }
 
-/// The built cdylib. `cargo test` builds the library with both its crate
-/// types into `deps/` beside the test executable, so that copy matches the
-/// code under test; failing that, `$CARGO_TARGET_DIR/<profile>/` or the
-/// workspace's `target/<profile>/` (what `cargo build` leaves).
-pub fn plugin_path() -> PathBuf {
-    const FILE: &str = "libhearth_tts_piper.so";
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    let mut candidates = Vec::new();
-    if let Some(deps) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
-        candidates.push(deps.join(FILE));
-        if let Some(profile_dir) = deps.parent() {
-            candidates.push(profile_dir.join(FILE));
-        }
-    }
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(dir).join(profile).join(FILE));
-    }
-    candidates.push(repo_root().join("target").join(profile).join(FILE));
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "the plugin library is not built; looked at {}: run `cargo build -p hearth-tts-piper` \
-             (with the same CARGO_TARGET_DIR as the tests)",
-            candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
-/// The plugin, opened once per test process through the host's loader.
-pub fn plugin() -> Arc<Plugin> {
-    static LIBRARIES: OnceLock<Libraries> = OnceLock::new();
-    LIBRARIES
-        .get_or_init(Libraries::default)
-        .open(&plugin_path())
-        .unwrap_or_else(|e| panic!("the host refused the plugin: {e}"))
+/// The plugin's root module, as the host reads it from the library.
+pub fn module() -> Module {
+    Module::new(hearth_tts_piper::hearth_plugin_root_module())
 }
 
 /// A config with absolute paths to the real models, plus `extra` keys
@@ -108,109 +72,54 @@ pub fn config(extra: Value) -> String {
     config.to_string()
 }
 
-/// Records what a plugin reports during `load` and `warmup`.
-#[derive(Default)]
-pub struct Recorder {
-    /// Every `(fraction, message)` reported.
-    pub progress: Mutex<Vec<(f32, String)>>,
-}
-
-impl LoadObserver for Recorder {
-    fn progress(&self, fraction: f32, message: &str) {
-        self.progress.lock().unwrap().push((fraction, message.to_owned()));
-    }
-    fn is_cancelled(&self) -> bool {
-        false
-    }
-    fn service(&self) -> &str {
-        "tts"
-    }
-}
-
 /// Makes a new engine and loads it with `config_json`.
-pub fn load(config_json: &str) -> Result<Engine, String> {
-    load_observed(config_json, &Recorder::default())
+pub fn load(config_json: &str) -> Result<Instance, String> {
+    load_observed(config_json, &RecordingHost::new())
 }
 
-/// Like [`load`], reporting to `observer`.
-pub fn load_observed(config_json: &str, observer: &Recorder) -> Result<Engine, String> {
-    let engine = plugin().new_engine()?;
-    engine.load(config_json, &repo_root(), observer)?;
+/// Like [`load`], reporting to `host`.
+pub fn load_observed(config_json: &str, host: &RecordingHost) -> Result<Instance, String> {
+    let engine = module().new_engine()?;
+    engine.load(config_json, &repo_root(), host)?;
     Ok(engine)
 }
 
 /// One engine with the default config, loaded and warmed once per test
 /// process, for tests that only synthesize.
-pub fn shared_engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
+pub fn shared_engine() -> &'static Instance {
+    static ENGINE: OnceLock<Instance> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let engine = load(&config(json!({}))).unwrap_or_else(|e| panic!("the voice did not load: {e}"));
         engine
-            .warmup(&Recorder::default())
+            .warmup(&RecordingHost::new())
             .unwrap_or_else(|e| panic!("warmup failed: {e}"));
         engine
     })
 }
 
-/// One chunk as received.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub sample_rate: u32,
-    pub samples: Vec<i16>,
-    pub text: String,
-}
-
-impl Chunk {
-    /// Length in seconds.
-    pub fn seconds(&self) -> f64 {
-        self.samples.len() as f64 / f64::from(self.sample_rate)
-    }
-
-    /// Root mean square on the i16 scale (full scale is 32767).
-    pub fn rms(&self) -> f64 {
-        rms(&self.samples)
-    }
-}
-
-/// Root mean square of PCM16 samples.
-pub fn rms(samples: &[i16]) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
-}
-
 /// Synthesizes `text`, taking every chunk.
-pub fn speak(engine: &Engine, text: &str) -> Result<Vec<Chunk>, String> {
-    speak_until(engine, text, usize::MAX)
+pub fn speak(engine: &Instance, text: &str) -> Result<Vec<Speech>, String> {
+    collect(engine, text, AudioCollector::new())
 }
 
-/// Synthesizes `text`, answering `Flow::Stop` once `limit` chunks arrived.
-pub fn speak_until(engine: &Engine, text: &str, limit: usize) -> Result<Vec<Chunk>, String> {
-    let mut chunks = Vec::new();
-    engine.synthesize(text, |chunk| {
-        chunks.push(Chunk {
-            sample_rate: chunk.sample_rate,
-            samples: chunk.samples.to_vec(),
-            text: chunk.text.to_string(),
-        });
-        if chunks.len() >= limit {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    })?;
-    Ok(chunks)
+/// Synthesizes `text`, answering stop once `limit` chunks arrived.
+pub fn speak_until(engine: &Instance, text: &str, limit: usize) -> Result<Vec<Speech>, String> {
+    collect(engine, text, AudioCollector::stop_after(limit))
+}
+
+fn collect(engine: &Instance, text: &str, mut collector: AudioCollector) -> Result<Vec<Speech>, String> {
+    engine.synthesize(text, &mut |chunk| collector.take(chunk))?;
+    Ok(collector.chunks)
 }
 
 /// Total seconds of audio.
-pub fn seconds(chunks: &[Chunk]) -> f64 {
-    chunks.iter().map(Chunk::seconds).sum()
+pub fn seconds(chunks: &[Speech]) -> f64 {
+    chunks.iter().map(Speech::seconds).sum()
 }
 
 /// Asserts that speech for `text` has a plausible length: English is read
 /// at about 10 to 20 characters a second, so allow 4 to 40.
-pub fn assert_plausible_length(text: &str, chunks: &[Chunk]) {
+pub fn assert_plausible_length(text: &str, chunks: &[Speech]) {
     let chars = text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
     let secs = seconds(chunks);
     assert!(
@@ -220,39 +129,11 @@ pub fn assert_plausible_length(text: &str, chunks: &[Chunk]) {
 }
 
 /// Asserts that a chunk is at the voice's rate and clearly not silent.
-pub fn assert_audible(chunk: &Chunk) {
+pub fn assert_audible(chunk: &Speech) {
     assert_eq!(chunk.sample_rate, 22_050, "the voice's rate");
     assert!(!chunk.samples.is_empty(), "empty chunk for {:?}", chunk.text);
     // Piper normalises each sentence to full scale; speech then has an RMS
     // of several thousand. Silence or noise-floor output would be far below.
-    assert!(
-        chunk.rms() > 1_000.0,
-        "RMS {:.0} for {:?}: silent?",
-        chunk.rms(),
-        chunk.text
-    );
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// Makes one named after the test.
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hearth-tts-piper-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// A path inside it.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    let rms = rms(&chunk.samples);
+    assert!(rms > 1_000.0, "RMS {rms:.0} for {:?}: silent?", chunk.text);
 }

@@ -1,0 +1,269 @@
+//! Engines as the rest of the host sees them: one [`Engine`] per instance
+//! for the supervisor's lifecycle calls, and typed per-kind handles
+//! ([`TtsHandle`], [`SttHandle`], [`ChatHandle`]) for everything that uses
+//! an engine — the conversation, the CLI.
+//!
+//! Only plain Rust types cross these handles (from
+//! [`hearth_plugin_api::client`]); no FFI type does. A handle of one kind has
+//! only its kind's operation, so asking an STT engine to chat does not
+//! compile. Handles are made only where the plugin's kind was checked
+//! against its service ([`crate::plugin::Libraries::open_service`]).
+//!
+//! Whatever runs the engine sits behind [`Backend`]: today the plugin's
+//! object in this process ([`InProcess`]).
+//!
+//! **Shutdown** is called exactly once per engine that was made, when the
+//! host is done with it: after its last user dropped it (a swapped-out or
+//! retried engine finishes its requests first), whether or not its load or
+//! warmup succeeded — except when a load or warmup hung past its timeout:
+//! the host then abandons the call, and the engine with it.
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use hearth_plugin_api::{
+    client::{Audio, Host, Instance, Message, Speech, Transcription, Warmed},
+    ChatOutcome, Description, EngineKind, Flow,
+};
+
+use crate::plugin::{Plugin, PluginMeta};
+
+/// What runs an engine: the calls of the Warmable contract and the
+/// operations of every kind, in plain Rust. The typed handles expose only
+/// their kind's operation.
+pub trait Backend: Send + Sync + 'static {
+    /// Name, engine version, model.
+    fn describe(&self) -> Description;
+    /// Loads the model.
+    fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String>;
+    /// Runs the model once.
+    fn warmup(&self, host: &dyn Host) -> Result<Warmed, String>;
+    /// The cheap health check.
+    fn health(&self) -> Result<(), String>;
+    /// Releases the model.
+    fn shutdown(&self);
+    /// TTS.
+    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String>;
+    /// STT.
+    fn transcribe(&self, audio: &Audio) -> Result<Transcription, String>;
+    /// Chat.
+    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String>;
+}
+
+/// An engine made by a plugin library in this process.
+pub struct InProcess {
+    // Declared first so it drops first: the engine's vtable lives in the
+    // plugin library, which `_plugin` keeps open (forever, in fact).
+    instance: Instance,
+    _plugin: Arc<Plugin>,
+}
+
+impl InProcess {
+    /// Wraps an instance of `plugin`'s.
+    pub fn new(instance: Instance, plugin: Arc<Plugin>) -> Self {
+        Self {
+            instance,
+            _plugin: plugin,
+        }
+    }
+}
+
+impl Backend for InProcess {
+    fn describe(&self) -> Description {
+        self.instance.describe()
+    }
+    fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
+        self.instance.load(config_json, base_dir, host)
+    }
+    fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
+        self.instance.warmup(host)
+    }
+    fn health(&self) -> Result<(), String> {
+        self.instance.health()
+    }
+    fn shutdown(&self) {
+        self.instance.shutdown();
+    }
+    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
+        self.instance.synthesize(text, sink)
+    }
+    fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
+        self.instance.transcribe(audio)
+    }
+    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+        self.instance.chat(messages, sink)
+    }
+}
+
+/// One engine instance: its plugin's description and whatever runs it.
+/// The supervisor holds it in an `Arc`; see the module doc for when
+/// `shutdown` runs.
+pub struct Engine {
+    meta: PluginMeta,
+    backend: Arc<dyn Backend>,
+    shut_down: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("plugin", &self.meta.name).finish()
+    }
+}
+
+impl Engine {
+    /// An engine of the plugin `meta` describes, run by `backend`.
+    pub fn new(meta: PluginMeta, backend: Arc<dyn Backend>) -> Self {
+        Self {
+            meta,
+            backend,
+            shut_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The plugin that made it.
+    pub fn plugin(&self) -> &PluginMeta {
+        &self.meta
+    }
+
+    /// Name, engine version, model.
+    pub fn describe(&self) -> Description {
+        self.backend.describe()
+    }
+
+    /// Loads the model; blocks.
+    pub fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
+        self.backend.load(config_json, base_dir, host)
+    }
+
+    /// Runs the model once; blocks.
+    pub fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
+        self.backend.warmup(host)
+    }
+
+    /// The cheap health check.
+    pub fn health(&self) -> Result<(), String> {
+        self.backend.health()
+    }
+
+    /// Shuts the engine down now, unless that already happened; blocks.
+    /// For the end of the process; otherwise dropping the last `Arc` does
+    /// it.
+    pub fn shutdown(&self) {
+        if !self.shut_down.swap(true, Ordering::AcqRel) {
+            self.backend.shutdown();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // The last user may be an async task; shutdown may block (a managed
+        // server is given seconds to stop), so it gets its own thread.
+        let backend = Arc::clone(&self.backend);
+        let name = self.meta.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("shutdown-{name}"))
+            .spawn(move || backend.shutdown());
+        if let Err(e) = spawned {
+            tracing::warn!(plugin = %name, "cannot start a thread to shut the engine down: {e}");
+        }
+    }
+}
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name(Arc<Engine>);
+
+        impl $name {
+            /// The handle of `engine`, or `None` when its plugin makes
+            /// another kind of engine.
+            pub fn of(engine: Arc<Engine>) -> Option<Self> {
+                (engine.plugin().kind == $kind).then(|| Self(engine))
+            }
+
+            /// The plugin that made the engine.
+            pub fn plugin(&self) -> &PluginMeta {
+                self.0.plugin()
+            }
+
+            /// Name, engine version, model.
+            pub fn describe(&self) -> Description {
+                self.0.describe()
+            }
+        }
+    };
+}
+
+handle! {
+    /// A text-to-speech engine. Cheap to clone; all calls block.
+    TtsHandle, EngineKind::TTS
+}
+handle! {
+    /// A speech-to-text engine. Cheap to clone; all calls block.
+    SttHandle, EngineKind::STT
+}
+handle! {
+    /// A chat engine. Cheap to clone; all calls block.
+    ChatHandle, EngineKind::CHAT
+}
+
+impl TtsHandle {
+    /// Speaks `text` into `sink`, one chunk per sentence, until the sink
+    /// answers [`Flow::Stop`].
+    pub fn synthesize(&self, text: &str, mut sink: impl FnMut(Speech) -> Flow) -> Result<(), String> {
+        self.0.backend.synthesize(text, &mut sink)
+    }
+}
+
+impl SttHandle {
+    /// Turns audio into text.
+    pub fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
+        self.0.backend.transcribe(audio)
+    }
+}
+
+impl ChatHandle {
+    /// Streams the reply to `messages` into `sink` until it ends or the sink
+    /// answers [`Flow::Stop`].
+    pub fn chat(&self, messages: &[Message], mut sink: impl FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+        self.0.backend.chat(messages, &mut sink)
+    }
+}
+
+/// A [`Host`] for engine calls outside the supervisor (the one-shot CLI
+/// commands, benchmarks): progress goes to the debug log, log lines to the
+/// log, and it never cancels.
+pub struct LogHost(pub &'static str);
+
+impl Host for LogHost {
+    fn progress(&self, fraction: f32, message: &str) {
+        tracing::debug!(service = self.0, "{:.0}% {message}", fraction * 100.0);
+    }
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn log(&self, level: u8, message: &str) {
+        log_plugin_line(self.0, level, message);
+    }
+}
+
+/// Writes a plugin's log line to the host's log, tagged with its service.
+pub fn log_plugin_line(service: &str, level: u8, message: &str) {
+    match level {
+        0 | 1 => tracing::error!(target: "plugin", service, "{message}"),
+        2 => tracing::warn!(target: "plugin", service, "{message}"),
+        3 => tracing::info!(target: "plugin", service, "{message}"),
+        4 => tracing::debug!(target: "plugin", service, "{message}"),
+        _ => tracing::trace!(target: "plugin", service, "{message}"),
+    }
+}
