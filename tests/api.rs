@@ -164,7 +164,9 @@ async fn optional_failure_is_200_with_the_error_listed() {
     let server = TestServer::start(&config).await;
     // READY may come before the optional service has failed: wait for both.
     server
-        .wait_for("ready with stt failed", |s| s.state == Overall::Ready && !s.errors.is_empty())
+        .wait_for("ready with stt failed", |s| {
+            s.state == Overall::Ready && !s.errors.is_empty()
+        })
         .await;
     let response = reqwest::get(server.url("/api/ready")).await.unwrap();
     assert_eq!(response.status(), 200);

@@ -9,7 +9,7 @@ use hearth::{
     readiness::{Overall, Phase, Snapshot},
     services::Supervisor,
 };
-use hearth_tests::{host_section, scripted, wait_for, Scratch};
+use hearth_tests::{host_section, scripted, scripted_with, wait_for, Scratch};
 
 fn supervisor(config: &str) -> (Supervisor, Scratch) {
     let scratch = Scratch::new(config);
@@ -74,10 +74,12 @@ async fn a_panic_in_load_fails_that_service_only() {
 
 #[tokio::test]
 async fn a_hang_in_warmup_times_out_and_the_host_goes_on() {
+    // In the host process: the thread is abandoned (tests/isolation.rs
+    // has the worker, which is killed instead).
     let config = format!(
         "{}{}{}",
         host_section("warmup_timeout = \"1s\""),
-        scripted("tts", "hang_warmup = true"),
+        scripted_with("tts", "isolation = \"in-process\"", "hang_warmup = true"),
         scripted("chat", ""),
     );
     let (supervisor, _scratch) = supervisor(&config);
@@ -90,11 +92,20 @@ async fn a_hang_in_warmup_times_out_and_the_host_goes_on() {
         }
     );
     assert_eq!(phase(&s, ServiceName::Chat), &Phase::Ready);
-    // The abandoned thread does not block anything: the supervisor still
-    // answers and a re-warm of the ready service works.
-    let results = supervisor.rewarm().await.expect("rewarm");
-    assert_eq!(results.len(), 1);
-    assert!(results[0].ok);
+    // The abandoned thread is counted and shown; while it runs, another
+    // call that could pile up threads is refused with the reason.
+    let s = supervisor.subscribe().current();
+    assert_eq!(s.service(ServiceName::Tts).unwrap().abandoned_calls, 1);
+    let json: serde_json::Value = serde_json::from_slice(&s.ready_json).unwrap();
+    assert_eq!(json["services"]["tts"]["abandoned_calls"], 1);
+    assert_eq!(json["services"]["tts"]["isolation"], "in-process");
+    let refused = supervisor.rewarm().await.unwrap_err().to_string();
+    assert!(
+        refused.contains("tts: 1 earlier call(s) still run inside the host"),
+        "{refused}"
+    );
+    let refused = supervisor.retry(ServiceName::Tts).unwrap_err().to_string();
+    assert!(refused.contains("isolation = \"process\""), "{refused}");
 }
 
 #[tokio::test]
@@ -103,7 +114,7 @@ async fn a_hang_in_load_times_out() {
         "{}{}{}",
         host_section("load_timeout = \"1s\""),
         scripted("tts", ""),
-        scripted("chat", "hang_load = true"),
+        scripted_with("chat", "isolation = \"in-process\"", "hang_load = true"),
     );
     let (supervisor, _scratch) = supervisor(&config);
     supervisor.start().await;

@@ -111,7 +111,18 @@ pub fn host_section(extra: &str) -> String {
 
 /// A service section using a scripted plugin with `config` as its table.
 pub fn scripted(service: &str, config: &str) -> String {
-    format!("[{service}]\nplugin = \"scripted-{service}\"\n[{service}.config]\n{config}\n")
+    scripted_with(service, "", config)
+}
+
+/// Like [`scripted`], with `settings` (e.g. `isolation = "in-process"`)
+/// in the service's section.
+pub fn scripted_with(service: &str, settings: &str, config: &str) -> String {
+    let settings = if settings.is_empty() {
+        String::new()
+    } else {
+        format!("{settings}\n")
+    };
+    format!("[{service}]\nplugin = \"scripted-{service}\"\n{settings}[{service}.config]\n{config}\n")
 }
 
 /// A server running in this process on a loopback port.

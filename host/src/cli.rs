@@ -8,7 +8,7 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use hearth_plugin_api::{
-    client::{Audio, Samples},
+    client::{Audio, Library, Samples},
     testkit::conformance,
     Flow, ABI_VERSION,
 };
@@ -17,7 +17,8 @@ use crate::{
     config::{Config, ServiceName, DEFAULT_CONFIG_FILE},
     engine::{Engine, LogHost, SttHandle, TtsHandle},
     error::{HostError, Result},
-    plugin::Libraries,
+    plugin::{Libraries, PluginMeta},
+    worker::{Limits, WorkerLibrary},
 };
 
 /// Runs local voice engines (text to speech, speech to text, chat) as
@@ -76,6 +77,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Internal: serve one plugin's engine to the host over fd 3 (the host
+    /// starts this; see `isolation = "process"`).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The plugin's library.
+        plugin: PathBuf,
+    },
     /// Run the configured STT engine once on a WAV file and print the text.
     Transcribe {
         /// A WAV file (any rate, any channel count, integer or float PCM).
@@ -121,6 +129,10 @@ pub enum PluginCommand {
         /// The longest load and warmup may each take.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
         timeout: Duration,
+        /// Run the engines in worker processes (as `hearth serve` does by
+        /// default) or in this process.
+        #[arg(long, value_enum, default_value = "process")]
+        isolation: IsolationArg,
     },
     /// Write a new plugin crate (Cargo.toml, a working trivial engine with a
     /// typed config, a test running the conformance kit, a README), ready to
@@ -143,6 +155,15 @@ pub enum PluginCommand {
     },
 }
 
+/// `--isolation` of `hearth plugin test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// Each engine in a worker process.
+    Process,
+    /// In this process.
+    InProcess,
+}
+
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -160,8 +181,9 @@ pub fn run() -> i32 {
                     config,
                     json,
                     timeout,
+                    isolation,
                 },
-        } => plugin_test(&path, config.as_deref(), json, timeout),
+        } => plugin_test(&path, config.as_deref(), json, timeout, isolation),
         Command::Plugin {
             command:
                 PluginCommand::New {
@@ -178,6 +200,7 @@ pub fn run() -> i32 {
             json,
         } => speak(&config.config, &text, &output, json),
         Command::Transcribe { file, config, json } => transcribe(&config.config, &file, json),
+        Command::Worker { plugin } => crate::worker::serve::run(&plugin),
     };
     match result {
         Ok(code) => code,
@@ -219,7 +242,6 @@ fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
 fn check(path: &Path) -> Result<i32> {
     let config = Config::load(path)?;
     println!("{}: valid", config.path.display());
-    let libraries = Libraries::default();
     let mut problems = 0;
     for name in ServiceName::ALL {
         let Some(service) = config.services.get(&name) else {
@@ -241,23 +263,26 @@ fn check(path: &Path) -> Result<i32> {
             println!("  {name}: disabled{note}");
             continue;
         }
-        let verdict = libraries.open_service(service).and_then(|plugin| {
-            plugin
+        // In a throwaway worker, whatever the service's isolation: `check`
+        // must survive a library whose constructor crashes.
+        let verdict = crate::plugin::open_service_in_worker(service, Limits::default()).and_then(|library| {
+            library
                 .check_config(&service.config_json)
                 .map_err(|e| HostError::Config {
                     location: service.config_location.clone(),
                     message: format!("[{name}.config]: {e}"),
                 })?;
-            Ok(plugin)
+            Ok(library.meta().clone())
         });
         match verdict {
-            Ok(plugin) => println!(
-                "  {name}: ok — {} {} ({} engine, ABI {}) at {}{}",
-                plugin.meta.name,
-                plugin.meta.version,
-                plugin.meta.kind,
-                plugin.meta.abi,
-                plugin.meta.path.display(),
+            Ok(meta) => println!(
+                "  {name}: ok — {} {} ({} engine, ABI {}) at {}, {}{}",
+                meta.name,
+                meta.version,
+                meta.kind,
+                meta.abi,
+                meta.path.display(),
+                service.isolation.as_str(),
                 if service.required { "" } else { ", optional" }
             ),
             Err(e) => {
@@ -276,9 +301,10 @@ fn check(path: &Path) -> Result<i32> {
 }
 
 fn inspect(path: &Path, json: bool) -> Result<i32> {
-    match crate::plugin::inspect(path) {
-        Ok(plugin) => {
-            let m = &plugin.meta;
+    // In a throwaway worker: a library whose constructor crashes is reported.
+    match WorkerLibrary::open(path, "", Limits::default()) {
+        Ok(library) => {
+            let m = library.meta();
             if json {
                 let mut value = serde_json::to_value(m).map_err(|e| HostError::Other(e.to_string()))?;
                 value["host_abi"] = ABI_VERSION.to_string().into();
@@ -331,7 +357,7 @@ fn load_one(config: &Config, name: ServiceName) -> Result<(Arc<Engine>, Duration
 
 /// The settings `hearth plugin test --config FILE` hands the plugin, and
 /// the directory its relative paths are relative to.
-fn test_settings(file: Option<&Path>, plugin: &crate::plugin::Plugin) -> Result<(String, PathBuf)> {
+fn test_settings(file: Option<&Path>, meta: &PluginMeta) -> Result<(String, PathBuf)> {
     let Some(file) = file else {
         let here = std::env::current_dir().map_err(|source| HostError::Io {
             path: PathBuf::from("."),
@@ -361,23 +387,45 @@ fn test_settings(file: Option<&Path>, plugin: &crate::plugin::Plugin) -> Result<
     let config = Config::load(file)?;
     let service = ServiceName::ALL
         .into_iter()
-        .find(|name| name.kind() == plugin.meta.kind)
+        .find(|name| name.kind() == meta.kind)
         .and_then(|name| config.services.get(&name))
         .ok_or_else(|| HostError::Config {
             location: config.path.display().to_string(),
-            message: format!("no [{}] section to take the plugin's settings from", plugin.meta.kind),
+            message: format!("no [{}] section to take the plugin's settings from", meta.kind),
         })?;
     Ok((service.config_json.clone(), config.base_dir.clone()))
 }
 
-fn plugin_test(path: &Path, config: Option<&Path>, json: bool, timeout: Duration) -> Result<i32> {
-    let plugin = match crate::plugin::inspect(path) {
-        Ok(plugin) => plugin,
+fn plugin_test(
+    path: &Path,
+    config: Option<&Path>,
+    json: bool,
+    timeout: Duration,
+    isolation: IsolationArg,
+) -> Result<i32> {
+    let limits = Limits {
+        load: timeout,
+        warmup: timeout,
+        ..Limits::default()
+    };
+    let opened: std::result::Result<(Box<dyn Library>, PluginMeta), String> = match isolation {
+        IsolationArg::Process => WorkerLibrary::open(path, "", limits)
+            .map(|library| {
+                let meta = library.meta().clone();
+                (Box::new(library) as Box<dyn Library>, meta)
+            })
+            .map_err(|e| e.to_string()),
+        IsolationArg::InProcess => crate::plugin::inspect(path)
+            .map(|plugin| (Box::new(plugin.module()) as Box<dyn Library>, plugin.meta.clone()))
+            .map_err(|e| e.to_string()),
+    };
+    let (library, meta) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"path": path.display().to_string(), "passed": false, "error": e.to_string()})
+                    serde_json::json!({"path": path.display().to_string(), "passed": false, "error": e})
                 );
             } else {
                 println!("refused: {e}");
@@ -385,15 +433,19 @@ fn plugin_test(path: &Path, config: Option<&Path>, json: bool, timeout: Duration
             return Ok(1);
         }
     };
-    let (config_json, base_dir) = test_settings(config, &plugin)?;
+    let (config_json, base_dir) = test_settings(config, &meta)?;
     let mut options = conformance::Options::new(config_json);
     options.base_dir = base_dir;
     options.load_timeout = timeout;
     options.warmup_timeout = timeout;
     if !json {
-        let m = &plugin.meta;
+        let m = &meta;
+        let mode = match isolation {
+            IsolationArg::Process => "in worker processes",
+            IsolationArg::InProcess => "in process",
+        };
         println!(
-            "testing {} {} ({} engine, ABI {}) at {}",
+            "testing {} {} ({} engine, ABI {}) at {}, {mode}",
             m.name,
             m.version,
             m.kind,
@@ -406,7 +458,7 @@ fn plugin_test(path: &Path, config: Option<&Path>, json: bool, timeout: Duration
             println!("  {check}");
         }
     };
-    let report = conformance::run(plugin.module(), &options, &mut print);
+    let report = conformance::run(&*library, &options, &mut print);
     let failed = report.failures().count();
     if json {
         let mut value = serde_json::to_value(&report).map_err(|e| HostError::Other(e.to_string()))?;

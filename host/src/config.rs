@@ -121,6 +121,12 @@ pub struct RawService {
     pub required: Option<bool>,
     /// Whether to load it at all.
     pub enabled: Option<bool>,
+    /// `"process"` (default) or `"in-process"`.
+    pub isolation: Option<Spanned<String>>,
+    /// Longest one request may take before a worker is killed.
+    pub request_timeout: Option<Spanned<String>>,
+    /// The worker's address-space limit, e.g. `"2GiB"`.
+    pub memory_limit: Option<Spanned<String>>,
     /// Handed to the plugin as JSON.
     pub config: Option<Spanned<toml::Table>>,
 }
@@ -195,6 +201,34 @@ pub struct ServiceConfig {
     /// `file:line:column` of the `config` table (or of the section), for
     /// messages about it.
     pub config_location: String,
+    /// Where the engine runs.
+    pub isolation: Isolation,
+    /// Default 5 min: a synthesize, transcribe or chat that takes longer
+    /// fails; in process mode its worker is killed.
+    pub request_timeout: Duration,
+    /// The worker's address-space limit in bytes (process mode only).
+    pub memory_limit: Option<u64>,
+}
+
+/// Where a service's engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a worker process of its own: a crash or hang takes only the
+    /// worker down. The default.
+    Process,
+    /// In the host process: no worker overhead, but a native crash takes
+    /// the host down and a hung call leaves a thread behind.
+    InProcess,
+}
+
+impl Isolation {
+    /// The name used in `plugins.toml` and `/api/ready`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::InProcess => "in-process",
+        }
+    }
 }
 
 /// `[conversation]`, with defaults applied.
@@ -395,6 +429,33 @@ fn resolve_service(
             (json, location)
         }
     };
+    let isolation = match raw.isolation {
+        None => Isolation::Process,
+        Some(value) => match value.get_ref().as_str() {
+            "process" => Isolation::Process,
+            "in-process" => Isolation::InProcess,
+            other => {
+                return Err(file.error(
+                    value.span(),
+                    format!("`isolation` = {other:?} is not known: write \"process\" (the default) or \"in-process\""),
+                ))
+            }
+        },
+    };
+    let request_timeout = duration(file, raw.request_timeout, "request_timeout", Duration::from_secs(300))?;
+    let memory_limit = match raw.memory_limit {
+        None => None,
+        Some(value) => {
+            let bytes = parse_bytes(value.get_ref()).map_err(|e| file.error(value.span(), e))?;
+            if isolation == Isolation::InProcess {
+                return Err(file.error(
+                    value.span(),
+                    "`memory_limit` needs `isolation = \"process\"`: the host cannot limit one engine in its own process",
+                ));
+            }
+            Some(bytes)
+        }
+    };
     Ok(ServiceConfig {
         name,
         plugin_path: resolve_plugin(&spec, base_dir, plugin_dir),
@@ -403,7 +464,44 @@ fn resolve_service(
         enabled: raw.enabled.unwrap_or(true),
         config_json,
         config_location,
+        isolation,
+        request_timeout,
+        memory_limit,
     })
+}
+
+/// Parses a size such as `"2GiB"`, `"512MiB"`, `"1.5G"` or `"100000000"`
+/// (bytes); at least 64 MiB, since a worker needs that much to start.
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write it like \"2GiB\" or \"512MiB\""))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1000 * 1000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1 << 30,
+        "T" | "TB" => 1000 * 1000 * 1000 * 1000,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use B, KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    let bytes = number * scale as f64;
+    if !bytes.is_finite() || bytes < (64 << 20) as f64 || bytes > (1u64 << 50) as f64 {
+        return Err(format!("{text:?} is out of range: give between 64MiB and 1PiB"));
+    }
+    Ok(bytes as u64)
 }
 
 fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<ConversationConfig> {
@@ -499,6 +597,35 @@ mod tests {
             config.services[&ServiceName::Tts].config_location,
             "/etc/hearth/plugins.toml:3:1"
         );
+    }
+
+    #[test]
+    fn isolation_defaults_to_process_and_is_validated() {
+        let config = parse("[tts]\nplugin = \"a\"\n[stt]\nplugin = \"b\"\nisolation = \"in-process\"\n").unwrap();
+        assert_eq!(config.services[&ServiceName::Tts].isolation, Isolation::Process);
+        assert_eq!(config.services[&ServiceName::Stt].isolation, Isolation::InProcess);
+        let message = error_of("[tts]\nplugin = \"a\"\nisolation = \"thread\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:3:13: `isolation`"),
+            "{message}"
+        );
+        let message = error_of("[tts]\nplugin = \"a\"\nisolation = \"in-process\"\nmemory_limit = \"1GiB\"\n");
+        assert!(
+            message.contains(":4:16:") && message.contains("needs `isolation"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn memory_limits_are_sizes() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_bytes("512 MiB"), Ok(512 << 20));
+        assert!(parse_bytes("1KiB").unwrap_err().contains("out of range"));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("2 parsecs").unwrap_err().contains("unknown unit"));
+        let message = error_of("[tts]\nplugin = \"a\"\nmemory_limit = \"2X\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:3:16:"), "{message}");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! compile. Handles are made only where the plugin's kind was checked
 //! against its service ([`crate::plugin::Libraries::open_service`]).
 //!
-//! Whatever runs the engine sits behind [`Backend`]: today the plugin's
-//! object in this process ([`InProcess`]).
+//! Whatever runs the engine sits behind [`Calls`] (the plain-Rust contract
+//! from `hearth-plugin-api`): the plugin's object in this process
+//! ([`InProcess`]), or a proxy to a worker process
+//! ([`crate::worker::Worker`]).
 //!
 //! **Shutdown** is called exactly once per engine that was made, when the
 //! host is done with it: after its last user dropped it (a swapped-out or
@@ -27,33 +29,11 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    client::{Audio, Host, Instance, Message, Speech, Transcription, Warmed},
+    client::{Audio, Calls, Host, Instance, Message, Speech, Transcription, Warmed},
     ChatOutcome, Description, EngineKind, Flow,
 };
 
 use crate::plugin::{Plugin, PluginMeta};
-
-/// What runs an engine: the calls of the Warmable contract and the
-/// operations of every kind, in plain Rust. The typed handles expose only
-/// their kind's operation.
-pub trait Backend: Send + Sync + 'static {
-    /// Name, engine version, model.
-    fn describe(&self) -> Description;
-    /// Loads the model.
-    fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String>;
-    /// Runs the model once.
-    fn warmup(&self, host: &dyn Host) -> Result<Warmed, String>;
-    /// The cheap health check.
-    fn health(&self) -> Result<(), String>;
-    /// Releases the model.
-    fn shutdown(&self);
-    /// TTS.
-    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String>;
-    /// STT.
-    fn transcribe(&self, audio: &Audio) -> Result<Transcription, String>;
-    /// Chat.
-    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String>;
-}
 
 /// An engine made by a plugin library in this process.
 pub struct InProcess {
@@ -73,8 +53,8 @@ impl InProcess {
     }
 }
 
-impl Backend for InProcess {
-    fn describe(&self) -> Description {
+impl Calls for InProcess {
+    fn describe(&self) -> Result<Description, String> {
         self.instance.describe()
     }
     fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
@@ -105,7 +85,7 @@ impl Backend for InProcess {
 /// `shutdown` runs.
 pub struct Engine {
     meta: PluginMeta,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Calls>,
     shut_down: AtomicBool,
 }
 
@@ -117,7 +97,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine of the plugin `meta` describes, run by `backend`.
-    pub fn new(meta: PluginMeta, backend: Arc<dyn Backend>) -> Self {
+    pub fn new(meta: PluginMeta, backend: Arc<dyn Calls>) -> Self {
         Self {
             meta,
             backend,
@@ -131,7 +111,7 @@ impl Engine {
     }
 
     /// Name, engine version, model.
-    pub fn describe(&self) -> Description {
+    pub fn describe(&self) -> Result<Description, String> {
         self.backend.describe()
     }
 
@@ -197,7 +177,7 @@ macro_rules! handle {
             }
 
             /// Name, engine version, model.
-            pub fn describe(&self) -> Description {
+            pub fn describe(&self) -> Result<Description, String> {
                 self.0.describe()
             }
         }

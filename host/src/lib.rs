@@ -10,6 +10,7 @@
 //! * [`readiness`]: the state machine and its `watch` channel, with
 //!   `readiness_view` rendering each state's JSON bodies and SSE event.
 //! * [`services`]: the supervisor that loads, warms, retries and probes.
+//! * [`worker`]: engines in worker processes, and the worker's side.
 //! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
 //! * [`conversation`]: the voice conversation WebSocket, with
 //!   [`hearth_plugin_api::text::SentenceSplitter`] splitting the streamed
@@ -35,5 +36,6 @@ pub mod router;
 pub mod server;
 pub mod services;
 pub mod template;
+pub mod worker;
 
 pub use error::{HostError, Result};

@@ -185,6 +185,15 @@ pub struct ServiceRecord {
     pub health_error: Option<String>,
     /// When each step happened.
     pub timeline: Timeline,
+    /// `process` or `in-process`, once configured.
+    pub isolation: Option<&'static str>,
+    /// The pid of the worker running the engine (process mode).
+    pub worker_pid: Option<u32>,
+    /// Workers started for this service so far (process mode).
+    pub workers_started: u32,
+    /// Calls that outlived their timeout and still run on a host thread
+    /// (in-process mode).
+    pub abandoned_calls: u32,
 }
 
 impl ServiceRecord {
@@ -203,6 +212,10 @@ impl ServiceRecord {
             rewarming: false,
             health_error: None,
             timeline: Timeline::default(),
+            isolation: None,
+            worker_pid: None,
+            workers_started: 0,
+            abandoned_calls: 0,
         }
     }
 }
@@ -531,6 +544,33 @@ impl ReadinessTx {
     /// → disabled (absent or `enabled = false`).
     pub fn disabled(&self, name: ServiceName, reason: String) {
         self.transition(name, false, |r, _| r.phase = Phase::Disabled { reason });
+    }
+
+    /// Where the service's engine runs (`process` or `in-process`).
+    pub fn isolation(&self, name: ServiceName, mode: &'static str) {
+        self.transition(name, false, |r, _| r.isolation = Some(mode));
+    }
+
+    /// A worker process started for the service.
+    pub fn worker_started(&self, name: ServiceName, pid: u32) {
+        self.transition(name, false, |r, _| {
+            r.worker_pid = Some(pid);
+            r.workers_started += 1;
+        });
+    }
+
+    /// The service's worker is gone (stopped, crashed or killed).
+    pub fn worker_gone(&self, name: ServiceName, pid: u32) {
+        self.transition(name, false, |r, _| {
+            if r.worker_pid == Some(pid) {
+                r.worker_pid = None;
+            }
+        });
+    }
+
+    /// How many calls of the service still run on abandoned host threads.
+    pub fn abandoned_calls(&self, name: ServiceName, count: u32) {
+        self.transition(name, false, |r, _| r.abandoned_calls = count);
     }
 
     /// Failed or not installed → pending, starting a new startup for the

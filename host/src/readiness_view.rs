@@ -138,6 +138,14 @@ struct ServiceJson<'a> {
     rewarming: bool,
     health_error: Option<&'a str>,
     timeline: &'a Timeline,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    isolation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<Option<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restarts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abandoned_calls: Option<u32>,
 }
 
 impl<'a> ServiceJson<'a> {
@@ -169,6 +177,10 @@ impl<'a> ServiceJson<'a> {
             rewarming: r.rewarming,
             health_error: r.health_error.as_deref(),
             timeline: &r.timeline,
+            isolation: r.isolation,
+            pid: (r.isolation == Some("process")).then_some(r.worker_pid),
+            restarts: (r.isolation == Some("process")).then(|| r.workers_started.saturating_sub(1)),
+            abandoned_calls: (r.isolation == Some("in-process")).then_some(r.abandoned_calls),
         }
     }
 }
@@ -235,6 +247,10 @@ mod tests {
             rewarming: false,
             health_error: None,
             timeline: Timeline::default(),
+            isolation: None,
+            worker_pid: None,
+            workers_started: 0,
+            abandoned_calls: 0,
         }
     }
 

@@ -22,14 +22,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hearth_plugin_api::client::Host;
+use hearth_plugin_api::client::{Calls, Host};
 
 use crate::{
-    config::{Config, ServiceConfig, ServiceName},
+    config::{Config, Isolation, ServiceConfig, ServiceName},
     engine::{ChatHandle, Engine, SttHandle, TtsHandle},
     error::{HostError, Result},
-    plugin::Plugin,
+    plugin::{Plugin, PluginMeta},
     readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx},
+    worker::{Limits, OpenError, Worker},
 };
 
 /// Runs and watches the engines; cheap to clone.
@@ -52,6 +53,8 @@ struct Slot {
     active: RwLock<Option<Arc<Engine>>>,
     /// A start or retry of this service is running.
     starting: AtomicBool,
+    /// Calls that outlived their timeout on a host thread (in-process).
+    abandoned: Abandoned,
 }
 
 /// Per-service outcome of a forced re-warm.
@@ -93,16 +96,29 @@ impl Host for Observer {
 
 /// Runs `f` on a new OS thread and waits at most `timeout` for it. On
 /// timeout `cancel` is set (so a cooperative plugin can stop) and the
-/// thread is abandoned: whatever it returns later is dropped.
+/// thread is abandoned: whatever it returns later is dropped. `abandoned`
+/// counts the service's threads in that state until they end.
 async fn on_thread<T: Send + 'static>(
     label: String,
     timeout: Duration,
     cancel: Arc<AtomicBool>,
+    abandoned: Option<Abandoned>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::result::Result<T, String> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // (finished, given up on): whoever comes second settles the count.
+    let state = Arc::new(std::sync::Mutex::new((false, false)));
+    let on_thread_state = Arc::clone(&state);
+    let on_thread_abandoned = abandoned.clone();
     let spawned = std::thread::Builder::new().name(label.clone()).spawn(move || {
         let _ = done_tx.send(f());
+        let mut state = on_thread_state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = true;
+        if state.1 {
+            if let Some(abandoned) = on_thread_abandoned {
+                abandoned.change(-1);
+            }
+        }
     });
     if let Err(e) = spawned {
         return Err(format!("cannot start a thread for {label}: {e}"));
@@ -112,9 +128,59 @@ async fn on_thread<T: Send + 'static>(
         Ok(Err(_)) => Err(format!("{label} ended without an answer (the host thread panicked)")),
         Err(_) => {
             cancel.store(true, Ordering::Relaxed);
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.1 = true;
+            if !state.0 {
+                if let Some(abandoned) = abandoned {
+                    abandoned.change(1);
+                }
+            }
             Err(format!("timed out after {}", humantime::format_duration(timeout)))
         }
     }
+}
+
+/// The count of a service's abandoned host threads (in-process mode),
+/// published as `abandoned_calls`.
+#[derive(Clone)]
+struct Abandoned {
+    count: Arc<std::sync::atomic::AtomicU32>,
+    tx: ReadinessTx,
+    service: ServiceName,
+}
+
+impl Abandoned {
+    fn change(&self, by: i32) {
+        let now = if by > 0 {
+            self.count.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.count.fetch_sub(1, Ordering::AcqRel) - 1
+        };
+        self.tx.abandoned_calls(self.service, now);
+    }
+
+    fn get(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// How long a health probe (and any other quick call) may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a retry or re-warm is refused while a call hangs in the host.
+fn abandoned_refusal(name: ServiceName, count: u32) -> String {
+    format!(
+        "{name}: {count} earlier call(s) still run inside the host process after their timeout; \
+         another would pile up threads. Restart Hearth, or run {name} with isolation = \"process\" \
+         (hung workers are killed)"
+    )
+}
+
+/// What went wrong making an engine: a plugin that is not installed
+/// (missing, refused, wrong kind) or one that failed.
+enum MakeError {
+    NotInstalled(String),
+    Failed(String),
 }
 
 impl Supervisor {
@@ -130,10 +196,19 @@ impl Supervisor {
         let slots = ServiceName::ALL
             .into_iter()
             .map(|name| {
+                let config = config.services.get(&name).cloned();
+                if let Some(service) = &config {
+                    tx.isolation(name, service.isolation.as_str());
+                }
                 let slot = Slot {
-                    config: config.services.get(&name).cloned(),
+                    config,
                     active: RwLock::new(None),
                     starting: AtomicBool::new(false),
+                    abandoned: Abandoned {
+                        count: Default::default(),
+                        tx: tx.clone(),
+                        service: name,
+                    },
                 };
                 (name, slot)
             })
@@ -222,6 +297,9 @@ impl Supervisor {
                 record.phase.status()
             )));
         }
+        if slot.abandoned.get() > 0 {
+            return Err(HostError::Conflict(abandoned_refusal(name, slot.abandoned.get())));
+        }
         if slot.starting.load(Ordering::Acquire) || !self.inner.tx.retrying(name) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
@@ -250,27 +328,10 @@ impl Supervisor {
             tx.disabled(name, "disabled in plugins.toml (enabled = false)".to_owned());
             return;
         }
-        let plugin = match self.open(&config).await {
-            Ok(plugin) => plugin,
-            Err(reason) => {
-                tx.not_installed(name, reason);
-                return;
-            }
-        };
-        let meta = &plugin.meta;
-        tx.loading(
-            name,
-            PluginLabel {
-                name: meta.name.clone(),
-                version: meta.version.clone(),
-            },
-        );
-        let engine = match plugin.new_engine() {
-            Ok(engine) => Arc::new(engine),
-            Err(e) => {
-                tx.failed(name, format!("plugin {} could not make an engine: {e}", meta.name));
-                return;
-            }
+        let engine = match self.make_engine(name, &config).await {
+            Ok(engine) => engine,
+            Err(MakeError::NotInstalled(reason)) => return tx.not_installed(name, reason),
+            Err(MakeError::Failed(reason)) => return tx.failed(name, reason),
         };
 
         let started = Instant::now();
@@ -284,9 +345,13 @@ impl Supervisor {
         let loading = Arc::clone(&engine);
         let base_dir = self.inner.config.base_dir.clone();
         let config_json = config.config_json.clone();
-        let load = on_thread(format!("load-{name}"), host.load_timeout, cancel, move || {
-            loading.load(&config_json, &base_dir, &observer)
-        })
+        let load = on_thread(
+            format!("load-{name}"),
+            self.deadline(&config, host.load_timeout),
+            cancel,
+            self.abandonable(slot, &config),
+            move || loading.load(&config_json, &base_dir, &observer),
+        )
         .await;
         match load {
             Ok(Ok(())) => {}
@@ -294,14 +359,14 @@ impl Supervisor {
             Err(e) => return tx.failed(name, format!("load {e}")),
         }
         let load_time = started.elapsed();
-        let info = engine.describe();
+        let info = engine.describe().unwrap_or_default();
         let engine_label = format!("{} {}", info.name, info.engine_version).trim().to_owned();
         tx.loaded(name, engine_label, info.model, load_time, host.auto_warmup);
 
         if host.auto_warmup {
             match self.warm(name, &engine).await {
                 Ok((time, warmed)) => {
-                    let model = engine.describe().model;
+                    let model = engine.describe().unwrap_or_default().model;
                     self.activate(slot, engine);
                     tx.warmed(name, time, warmed, model);
                 }
@@ -317,6 +382,123 @@ impl Supervisor {
     fn activate(&self, slot: &Slot, engine: Arc<Engine>) {
         let old = slot.active.write().unwrap_or_else(|e| e.into_inner()).replace(engine);
         drop(old);
+    }
+
+    /// Opens the service's plugin and makes an unloaded engine: in this
+    /// process, or in a fresh worker process.
+    async fn make_engine(
+        &self,
+        name: ServiceName,
+        config: &ServiceConfig,
+    ) -> std::result::Result<Arc<Engine>, MakeError> {
+        let tx = &self.inner.tx;
+        let loading = |meta: &PluginMeta| {
+            tx.loading(
+                name,
+                PluginLabel {
+                    name: meta.name.clone(),
+                    version: meta.version.clone(),
+                },
+            )
+        };
+        match config.isolation {
+            Isolation::InProcess => {
+                let plugin = self.open(config).await.map_err(MakeError::NotInstalled)?;
+                loading(&plugin.meta);
+                plugin.new_engine().map(Arc::new).map_err(|e| {
+                    MakeError::Failed(format!("plugin {} could not make an engine: {e}", plugin.meta.name))
+                })
+            }
+            Isolation::Process => {
+                let service = config.clone();
+                let limits = self.limits(config);
+                let spawned = tokio::task::spawn_blocking(move || {
+                    if !service.plugin_path.exists() {
+                        let missing = HostError::PluginMissing {
+                            path: service.plugin_path.clone(),
+                            hint: String::new(),
+                        };
+                        return Err(MakeError::NotInstalled(
+                            crate::plugin::with_hint(missing, &service).to_string(),
+                        ));
+                    }
+                    let (worker, meta) =
+                        Worker::spawn(&service.plugin_path, service.name.as_str(), limits).map_err(|e| match e {
+                            OpenError::Refused(why) => MakeError::NotInstalled(why),
+                            OpenError::Died(why) => MakeError::Failed(why),
+                        })?;
+                    crate::plugin::check_kind(&service, &meta).map_err(|e| MakeError::NotInstalled(e.to_string()))?;
+                    Ok((worker, meta))
+                })
+                .await
+                .map_err(|e| MakeError::Failed(format!("starting the worker failed: {e}")))?;
+                let (worker, meta) = spawned?;
+                loading(&meta);
+                let pid = worker.pid();
+                tx.worker_started(name, pid);
+                let worker = Arc::new(worker);
+                let engine = Arc::new(Engine::new(meta, Arc::clone(&worker) as Arc<dyn Calls>));
+                let supervisor = Arc::downgrade(&self.inner);
+                let watched = Arc::downgrade(&engine);
+                worker.on_death(move |reason| {
+                    let Some(inner) = supervisor.upgrade() else { return };
+                    Supervisor { inner }.worker_died(name, pid, &watched, reason);
+                });
+                let making = Arc::clone(&worker);
+                tokio::task::spawn_blocking(move || making.new_engine())
+                    .await
+                    .map_err(|e| MakeError::Failed(format!("making the engine failed: {e}")))?
+                    .map_err(|e| MakeError::Failed(format!("plugin could not make an engine: {e}")))?;
+                Ok(engine)
+            }
+        }
+    }
+
+    /// A worker died on its own: if it ran the service's active engine, the
+    /// service fails with the reason (an engine still loading fails through
+    /// its load call instead).
+    fn worker_died(&self, name: ServiceName, pid: u32, engine: &std::sync::Weak<Engine>, reason: String) {
+        let tx = &self.inner.tx;
+        tx.worker_gone(name, pid);
+        let Some(slot) = self.inner.slots.get(&name) else {
+            return;
+        };
+        let mut active = slot.active.write().unwrap_or_else(|e| e.into_inner());
+        let is_active = matches!((&*active, engine.upgrade()), (Some(a), Some(e)) if Arc::ptr_eq(a, &e));
+        if is_active {
+            let dead = active.take();
+            drop(active);
+            tx.failed(name, reason);
+            drop(dead);
+        }
+    }
+
+    /// The worker limits of a service in process mode.
+    fn limits(&self, config: &ServiceConfig) -> Limits {
+        let host = &self.inner.config.host;
+        Limits {
+            memory: config.memory_limit,
+            load: host.load_timeout,
+            warmup: host.warmup_timeout,
+            request: config.request_timeout,
+            quick: HEALTH_TIMEOUT,
+            shutdown: host.shutdown_timeout,
+        }
+    }
+
+    /// How long the supervisor waits for a call: the limit itself in
+    /// process mode the worker enforces it (and kills), so the host waits a
+    /// little longer for that answer and never abandons a thread.
+    fn deadline(&self, config: &ServiceConfig, limit: Duration) -> Duration {
+        match config.isolation {
+            Isolation::Process => limit + Duration::from_secs(10),
+            Isolation::InProcess => limit,
+        }
+    }
+
+    /// The abandoned-thread counter, for in-process calls.
+    fn abandonable(&self, slot: &Slot, config: &ServiceConfig) -> Option<Abandoned> {
+        (config.isolation == Isolation::InProcess).then(|| slot.abandoned.clone())
     }
 
     async fn open(&self, config: &ServiceConfig) -> std::result::Result<Arc<Plugin>, String> {
@@ -338,8 +520,13 @@ impl Supervisor {
         };
         let warming = Arc::clone(engine);
         let started = Instant::now();
-        let timeout = self.inner.config.host.warmup_timeout;
-        match on_thread(format!("warmup-{name}"), timeout, cancel, move || {
+        let slot = &self.inner.slots[&name];
+        let Some(config) = &slot.config else {
+            return Err(format!("{name} has no configuration"));
+        };
+        let timeout = self.deadline(config, self.inner.config.host.warmup_timeout);
+        let abandoned = self.abandonable(slot, config);
+        match on_thread(format!("warmup-{name}"), timeout, cancel, abandoned, move || {
             warming.warmup(&observer)
         })
         .await
@@ -355,6 +542,10 @@ impl Supervisor {
     pub async fn rewarm(&self) -> Result<Vec<RewarmResult>> {
         if self.inner.warmup_running.swap(true, Ordering::AcqRel) {
             return Err(HostError::Conflict("a warmup is already running".to_owned()));
+        }
+        if let Some((name, slot)) = self.inner.slots.iter().find(|(_, slot)| slot.abandoned.get() > 0) {
+            self.inner.warmup_running.store(false, Ordering::Release);
+            return Err(HostError::Conflict(abandoned_refusal(*name, slot.abandoned.get())));
         }
         let ready: Vec<_> = ServiceName::ALL
             .into_iter()
@@ -414,10 +605,18 @@ impl Supervisor {
                 let this = Supervisor { inner };
                 for name in ServiceName::ALL {
                     let Some(engine) = this.engine(name) else { continue };
+                    let slot = &this.inner.slots[&name];
+                    // A probe stuck in the host process is not joined by
+                    // another every interval.
+                    if slot.abandoned.get() > 0 {
+                        continue;
+                    }
+                    let Some(config) = &slot.config else { continue };
                     let probe = on_thread(
                         format!("health-{name}"),
-                        Duration::from_secs(5),
+                        this.deadline(config, HEALTH_TIMEOUT),
                         Arc::new(AtomicBool::new(false)),
+                        this.abandonable(slot, config),
                         move || engine.health(),
                     )
                     .await;
@@ -445,6 +644,7 @@ impl Supervisor {
                 format!("shutdown-{name}"),
                 left.max(Duration::from_millis(1)),
                 Arc::new(AtomicBool::new(false)),
+                None,
                 move || engine.shutdown(),
             )
             .await;

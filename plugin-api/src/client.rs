@@ -96,6 +96,57 @@ impl Module {
     }
 }
 
+/// An engine as a host drives it, in plain Rust, whatever runs it: an
+/// [`Instance`] in this process, or a proxy to one in a worker process.
+/// All calls block.
+pub trait Calls: Send + Sync + 'static {
+    /// Name, engine version and (after load) model.
+    fn describe(&self) -> Result<Description, String>;
+    /// Loads the model with a `config` table (JSON text), relative paths
+    /// against `base_dir`.
+    fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String>;
+    /// Runs the model once.
+    fn warmup(&self, host: &dyn Host) -> Result<Warmed, String>;
+    /// The cheap health check.
+    fn health(&self) -> Result<(), String>;
+    /// Releases the model and what the engine started.
+    fn shutdown(&self);
+    /// TTS: speaks `text` into `sink`, one [`Speech`] per sentence.
+    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String>;
+    /// STT: turns `audio` into text.
+    fn transcribe(&self, audio: &Audio) -> Result<Transcription, String>;
+    /// Chat: streams the reply to `messages` into `sink`.
+    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String>;
+}
+
+/// A plugin library as a host uses it, whatever opened it: a [`Module`] in
+/// this process, or a worker process that holds the library.
+pub trait Library: Send + Sync {
+    /// What the plugin says about itself.
+    fn info(&self) -> Info;
+    /// The kind of engine it makes.
+    fn kind(&self) -> EngineKind;
+    /// Validates a `config` table (JSON text) without loading anything.
+    fn check_config(&self, config_json: &str) -> Result<(), String>;
+    /// Makes a new, unloaded engine.
+    fn new_engine(&self) -> Result<Box<dyn Calls>, String>;
+}
+
+impl Library for Module {
+    fn info(&self) -> Info {
+        Module::info(self)
+    }
+    fn kind(&self) -> EngineKind {
+        Module::kind(self)
+    }
+    fn check_config(&self, config_json: &str) -> Result<(), String> {
+        Module::check_config(self, config_json)
+    }
+    fn new_engine(&self) -> Result<Box<dyn Calls>, String> {
+        Module::new_engine(self).map(|engine| Box::new(engine) as Box<dyn Calls>)
+    }
+}
+
 /// What a host offers an engine during `load` and `warmup`, in plain Rust.
 pub trait Host: Sync {
     /// Sub-progress of the current step, `fraction` in 0.0–1.0.
@@ -317,20 +368,20 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-impl Instance {
+impl Calls for Instance {
     /// Name, engine version and (after load) model.
-    pub fn describe(&self) -> Description {
+    fn describe(&self) -> Result<Description, String> {
         let info = self.engine.describe();
-        Description {
+        Ok(Description {
             name: info.name.into_string(),
             engine_version: info.engine_version.into_string(),
             model: info.model.into_option().map(RString::into_string),
-        }
+        })
     }
 
     /// Loads the model with a `config` table (JSON text); relative paths in
     /// it are relative to `base_dir`.
-    pub fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
+    fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
         let base_dir = base_dir.to_string_lossy();
         let request = LoadRequest {
             config_json: RStr::from_str(config_json),
@@ -342,7 +393,7 @@ impl Instance {
     }
 
     /// Runs the model once.
-    pub fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
+    fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
         let adapter = HostAdapter(host);
         let host: HostRef<'_> = HostContext_TO::from_ptr(&adapter, TD_Opaque);
         into_result(self.engine.warmup(host)).map(|report| Warmed {
@@ -352,17 +403,17 @@ impl Instance {
     }
 
     /// The cheap health check.
-    pub fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), String> {
         into_result(self.engine.health())
     }
 
     /// Releases the model and what the engine started.
-    pub fn shutdown(&self) {
+    fn shutdown(&self) {
         self.engine.shutdown();
     }
 
     /// TTS: speaks `text` into `sink`, one [`Speech`] per sentence.
-    pub fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
+    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
         let mut adapter = AudioAdapter(sink);
         into_result(
             self.engine
@@ -371,12 +422,12 @@ impl Instance {
     }
 
     /// STT: turns `audio` into text.
-    pub fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
+    fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
         into_result(self.engine.transcribe(audio.as_input())).map(from_abi_transcript)
     }
 
     /// Chat: streams the reply to `messages` into `sink`.
-    pub fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
         let messages = to_abi_messages(messages);
         let mut adapter = TokenAdapter(sink);
         into_result(self.engine.chat(

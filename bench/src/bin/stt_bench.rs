@@ -62,7 +62,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         })
     })?;
 
-    let info = stt.describe();
+    let info = stt.describe().unwrap_or_default();
     loaded.engine.shutdown();
     let value = serde_json::json!({
         "engine": format!("hearth {} ({})", loaded.plugin.name, info.engine_version),

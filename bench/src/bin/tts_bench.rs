@@ -78,7 +78,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         Ok::<_, String>(pass)
     })?;
 
-    let info = tts.describe();
+    let info = tts.describe().unwrap_or_default();
     loaded.engine.shutdown();
     let last = passes.last().map(|p| &p.value);
     let value = serde_json::json!({

@@ -8,7 +8,7 @@ use hearth_plugin_api::{client::Module, testkit::conformance};
 fn passes_the_conformance_kit() {
     let module = Module::new({{lib}}::hearth_plugin_root_module());
     let options = conformance::Options::new("{}");
-    let report = conformance::run(module, &options, &mut |check| println!("{check}"));
+    let report = conformance::run(&module, &options, &mut |check| println!("{check}"));
     report.assert_passed();
 }
 

@@ -6,7 +6,8 @@
 //!
 //! ```ignore
 //! use hearth_plugin_api::{client::Module, testkit::conformance};
-//! let report = conformance::run(Module::new(my_plugin::hearth_plugin_root_module()), &conformance::Options::new("{}"), &mut |_| {});
+//! let module = Module::new(my_plugin::hearth_plugin_root_module());
+//! let report = conformance::run(&module, &conformance::Options::new("{}"), &mut |_| {});
 //! report.assert_passed();
 //! ```
 //!
@@ -27,7 +28,7 @@ use serde::Serialize;
 
 use crate::{
     abi::{EngineKind, Flow},
-    client::{Instance, Message, Module},
+    client::{Calls, Library, Message},
     testkit::{silence, speech_clip, AudioCollector, RecordingHost, TokenCollector},
 };
 
@@ -229,7 +230,7 @@ impl Kit<'_> {
 
 /// Runs every check against `module` and returns the report; `on_check` sees
 /// each result as soon as it is known.
-pub fn run(module: Module, options: &Options, on_check: &mut dyn FnMut(&Check)) -> Report {
+pub fn run(module: &dyn Library, options: &Options, on_check: &mut dyn FnMut(&Check)) -> Report {
     let info = module.info();
     let mut kit = Kit {
         report: Report {
@@ -260,7 +261,7 @@ pub fn run(module: Module, options: &Options, on_check: &mut dyn FnMut(&Check)) 
 
     let started = Instant::now();
     let first = match module.new_engine() {
-        Ok(engine) => Arc::new(engine),
+        Ok(engine) => Arc::<dyn Calls>::from(engine),
         Err(e) => {
             kit.verdict("new_engine makes an engine", Err(e), started.elapsed());
             return kit.report;
@@ -277,7 +278,7 @@ pub fn run(module: Module, options: &Options, on_check: &mut dyn FnMut(&Check)) 
     kit.report
 }
 
-fn check_config(kit: &mut Kit<'_>, module: Module, options: &Options) {
+fn check_config(kit: &mut Kit<'_>, module: &dyn Library, options: &Options) {
     let started = Instant::now();
     let result = module.check_config(&options.config_json);
     kit.verdict(
@@ -315,7 +316,7 @@ fn check_config(kit: &mut Kit<'_>, module: Module, options: &Options) {
 }
 
 /// describe, load (progress, time), warmup, health while idle.
-fn lifecycle(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, label: &str) {
+fn lifecycle(kit: &mut Kit<'_>, engine: &Arc<dyn Calls>, options: &Options, label: &str) {
     let e = Arc::clone(engine);
     if let Some((description, took)) = kit.timed(
         &format!("describe answers before load{label}"),
@@ -324,11 +325,13 @@ fn lifecycle(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, label
     ) {
         kit.verdict(
             &format!("describe answers before load{label}"),
-            if description.name.is_empty() {
-                Err("the engine's name is empty".into())
-            } else {
-                Ok(format!("{} {}", description.name, description.engine_version))
-            },
+            description.and_then(|d| {
+                if d.name.is_empty() {
+                    Err("the engine's name is empty".into())
+                } else {
+                    Ok(format!("{} {}", d.name, d.engine_version))
+                }
+            }),
             took,
         );
     }
@@ -397,7 +400,7 @@ fn lifecycle(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, label
     );
 }
 
-fn health(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, check: &str) {
+fn health(kit: &mut Kit<'_>, engine: &Arc<dyn Calls>, options: &Options, check: &str) {
     let e = Arc::clone(engine);
     if let Some((result, took)) = kit.timed(check, options.operation_timeout, move || e.health()) {
         let result = match result {
@@ -411,18 +414,18 @@ fn health(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, check: &
 
 /// The kind's operation on standard input, stop, health during an
 /// operation, two operations at once.
-fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, options: &Options) {
+fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, options: &Options) {
     let limit = options.operation_timeout;
     match kind {
         EngineKind::TTS => {
             let e = Arc::clone(engine);
             let check = "synthesize speaks two sentences as two chunks of audio";
-            if let Some((result, took)) = kit.timed(check, limit, move || speak(&e, TWO_SENTENCES, None)) {
+            if let Some((result, took)) = kit.timed(check, limit, move || speak(&*e, TWO_SENTENCES, None)) {
                 kit.verdict(check, result.and_then(|c| two_chunks(&c)), took);
             }
             let e = Arc::clone(engine);
             let check = "a sink that answers stop after the first chunk gets no more";
-            if let Some((result, took)) = kit.timed(check, limit, move || speak(&e, THREE_SENTENCES, Some(1))) {
+            if let Some((result, took)) = kit.timed(check, limit, move || speak(&*e, THREE_SENTENCES, Some(1))) {
                 kit.verdict(
                     check,
                     result.and_then(|c| match c.chunks.len() {
@@ -468,7 +471,7 @@ fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, optio
         _ => {
             let e = Arc::clone(engine);
             let check = "chat streams a reply to a short message";
-            if let Some((result, took)) = kit.timed(check, limit, move || talk(&e, None)) {
+            if let Some((result, took)) = kit.timed(check, limit, move || talk(&*e, None)) {
                 kit.verdict(
                     check,
                     result.and_then(|c| {
@@ -483,7 +486,7 @@ fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, optio
             }
             let e = Arc::clone(engine);
             let check = "a sink that answers stop gets no more pieces (within one)";
-            if let Some((result, took)) = kit.timed(check, limit, move || talk(&e, Some(1))) {
+            if let Some((result, took)) = kit.timed(check, limit, move || talk(&*e, Some(1))) {
                 kit.verdict(
                     check,
                     result.and_then(|c| match c.after_stop {
@@ -499,7 +502,7 @@ fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, optio
     two_at_once(kit, kind, engine, options);
 }
 
-fn speak(engine: &Instance, text: &str, stop_after: Option<usize>) -> Result<AudioCollector, String> {
+fn speak(engine: &dyn Calls, text: &str, stop_after: Option<usize>) -> Result<AudioCollector, String> {
     let mut collector = stop_after.map_or_else(AudioCollector::new, AudioCollector::stop_after);
     engine.synthesize(text, &mut |chunk| collector.take(chunk))?;
     Ok(collector)
@@ -523,7 +526,7 @@ fn two_chunks(collector: &AudioCollector) -> Result<String, String> {
     }
 }
 
-fn talk(engine: &Instance, stop_after: Option<usize>) -> Result<TokenCollector, String> {
+fn talk(engine: &dyn Calls, stop_after: Option<usize>) -> Result<TokenCollector, String> {
     let mut collector = stop_after.map_or_else(TokenCollector::new, TokenCollector::stop_after);
     engine.chat(&standard_chat(), &mut |piece| collector.take(piece))?;
     Ok(collector)
@@ -571,7 +574,7 @@ impl Gate {
     }
 }
 
-fn health_during_operation(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, options: &Options) {
+fn health_during_operation(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, options: &Options) {
     let check = format!(
         "health answers within {} ms while an operation runs on another thread",
         options.health_limit.as_millis()
@@ -645,15 +648,15 @@ fn health_during_operation(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Ins
     }
 }
 
-fn two_at_once(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, options: &Options) {
+fn two_at_once(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, options: &Options) {
     let check = "two operations at once both succeed and agree";
-    let run = move |e: Arc<Instance>| -> Result<String, String> {
+    let run = move |e: Arc<dyn Calls>| -> Result<String, String> {
         match kind {
-            EngineKind::TTS => speak(&e, TWO_SENTENCES, None)
+            EngineKind::TTS => speak(&*e, TWO_SENTENCES, None)
                 .and_then(|c| two_chunks(&c))
                 .map(|_| "2 chunks".to_owned()),
             EngineKind::STT => e.transcribe(&speech_clip()).map(|t| t.text),
-            _ => talk(&e, None).and_then(|c| {
+            _ => talk(&*e, None).and_then(|c| {
                 if c.text().trim().is_empty() {
                     Err("an empty reply".into())
                 } else {
@@ -687,7 +690,7 @@ fn two_at_once(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<Instance>, opti
     }
 }
 
-fn shutdown(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, label: &str) {
+fn shutdown(kit: &mut Kit<'_>, engine: &Arc<dyn Calls>, options: &Options, label: &str) {
     let check = format!("shutdown returns{label}");
     let e = Arc::clone(engine);
     if let Some(((), took)) = kit.timed(&check, options.operation_timeout, move || e.shutdown()) {
@@ -697,10 +700,10 @@ fn shutdown(kit: &mut Kit<'_>, engine: &Arc<Instance>, options: &Options, label:
 
 /// What a retry does: a fresh engine from the same library, after the first
 /// one shut down, loads and works.
-fn second_instance(kit: &mut Kit<'_>, kind: EngineKind, module: Module, options: &Options) {
+fn second_instance(kit: &mut Kit<'_>, kind: EngineKind, module: &dyn Library, options: &Options) {
     let label = " (second instance)";
     let engine = match module.new_engine() {
-        Ok(engine) => Arc::new(engine),
+        Ok(engine) => Arc::<dyn Calls>::from(engine),
         Err(e) => {
             kit.verdict(&format!("new_engine makes an engine{label}"), Err(e), Duration::ZERO);
             return;
@@ -710,9 +713,9 @@ fn second_instance(kit: &mut Kit<'_>, kind: EngineKind, module: Module, options:
     let check = format!("the operation works{label}");
     let e = Arc::clone(&engine);
     if let Some((result, took)) = kit.timed(&check, options.operation_timeout, move || match kind {
-        EngineKind::TTS => speak(&e, TWO_SENTENCES, None).and_then(|c| two_chunks(&c)),
+        EngineKind::TTS => speak(&*e, TWO_SENTENCES, None).and_then(|c| two_chunks(&c)),
         EngineKind::STT => e.transcribe(&speech_clip()).map(|t| format!("{:?}", t.text.trim())),
-        _ => talk(&e, None).map(|c| format!("{:?}", c.text().trim())),
+        _ => talk(&*e, None).map(|c| format!("{:?}", c.text().trim())),
     }) {
         kit.verdict(&check, result, took);
     }

@@ -17,5 +17,5 @@ fn the_plugin_passes_the_conformance_kit_with_the_default_config() {
         ..Options::new(default_config(free_port(), 160).to_string())
     };
     let module = Module::new(hearth_chat_http::hearth_plugin_root_module());
-    conformance::run(module, &options, &mut |c| println!("{c}")).assert_passed();
+    conformance::run(&module, &options, &mut |c| println!("{c}")).assert_passed();
 }

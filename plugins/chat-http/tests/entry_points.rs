@@ -7,7 +7,7 @@
 mod util;
 
 use hearth_plugin_api::{
-    client::{Message, Module},
+    client::{Calls, Message, Module},
     testkit::{RecordingHost, TokenCollector},
     EngineKind,
 };
@@ -31,7 +31,7 @@ fn the_entry_points_run_a_managed_llama_server() {
     engine
         .load(&default_config(port, 16).to_string(), &repo_root(), &host)
         .expect("load through the entry points");
-    assert_eq!(engine.describe().model.as_deref(), Some("smollm2"));
+    assert_eq!(engine.describe().unwrap().model.as_deref(), Some("smollm2"));
     assert!(!host.progress().is_empty());
 
     let report = engine.warmup(&host).expect("warmup");

@@ -22,5 +22,5 @@ fn the_plugin_passes_the_conformance_kit_with_the_default_config() {
         ..Options::new(config.to_string())
     };
     let module = Module::new(hearth_tts_piper::hearth_plugin_root_module());
-    conformance::run(module, &options, &mut |c| println!("{c}")).assert_passed();
+    conformance::run(&module, &options, &mut |c| println!("{c}")).assert_passed();
 }

@@ -4,7 +4,10 @@
 
 mod util;
 
-use hearth_plugin_api::testkit::{tempfile, RecordingHost};
+use hearth_plugin_api::{
+    client::Calls,
+    testkit::{tempfile, RecordingHost},
+};
 use serde_json::json;
 use util::{assert_audible, config, load, load_observed, speak};
 

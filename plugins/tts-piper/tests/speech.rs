@@ -3,6 +3,7 @@
 
 mod util;
 
+use hearth_plugin_api::client::Calls;
 use util::{assert_audible, assert_plausible_length, seconds, shared_engine, speak, speak_until};
 
 #[test]
@@ -10,7 +11,7 @@ fn the_plugin_describes_itself() {
     let info = util::module().info();
     assert_eq!(info.name, "tts-piper");
     assert_eq!(info.kind, "tts");
-    let info = shared_engine().describe();
+    let info = shared_engine().describe().unwrap();
     assert_eq!(info.name, "piper");
     assert_eq!(info.model.as_deref(), Some("en_US-joe-medium"));
     let version = info.engine_version;

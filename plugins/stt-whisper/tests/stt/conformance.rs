@@ -13,5 +13,5 @@ fn the_plugin_passes_the_conformance_kit_with_the_default_config() {
         base_dir: util::root(),
         ..Options::new(json!({"model": MODEL, "language": "en"}).to_string())
     };
-    conformance::run(module(), &options, &mut |c| println!("{c}")).assert_passed();
+    conformance::run(&module(), &options, &mut |c| println!("{c}")).assert_passed();
 }

@@ -1,7 +1,10 @@
 //! The plugin driven through its exported entry points, exactly as the host
 //! drives the library it opened (`hearth serve`, `hearth transcribe`).
 
-use hearth_plugin_api::{client::QuietHost, EngineKind};
+use hearth_plugin_api::{
+    client::{Calls, QuietHost},
+    EngineKind,
+};
 
 use crate::util::{self, f32_audio, jfk, module, normalize, JFK};
 
@@ -27,7 +30,7 @@ fn the_entry_points_load_warm_and_transcribe() {
         )
         .unwrap();
     engine.health().unwrap();
-    let info = engine.describe();
+    let info = engine.describe().unwrap();
     assert_eq!(info.model.as_deref(), Some("ggml-tiny.en"));
     assert!(info.engine_version.starts_with("whisper.cpp"));
     let report = engine.warmup(&QuietHost::default()).unwrap();

@@ -13,7 +13,7 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    client::{Instance, Module, Speech},
+    client::{Calls, Instance, Module, Speech},
     testkit::{rms, AudioCollector, RecordingHost},
 };
 use serde_json::{json, Value};
