@@ -351,3 +351,32 @@ async fn extra_conversations_are_refused_and_a_disconnect_frees_the_engines() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_worker_crash_mid_turn_is_a_tts_failed_event_and_the_session_stays_open() {
+    let server = ready_server(&engines(
+        "",
+        "crash = \"segv\"\ncrash_in = \"operation\"",
+        "",
+        "reply = \"One. Two. Three.\"",
+    ))
+    .await;
+    let (mut socket, _) = greeted(&server).await;
+    send(&mut socket, json!({"type": "text", "text": "hi"})).await;
+    let (events, _) = until_done(&mut socket).await;
+    let failed = events
+        .iter()
+        .find(|e| e["type"] == "error" && e["code"] == "tts_failed")
+        .unwrap_or_else(|| panic!("no tts_failed: {events:#?}"));
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("worker for tts (scripted-tts) died: signal 11 (SIGSEGV) during synthesize"),
+        "{message}"
+    );
+    assert_eq!(events.last().unwrap()["ok"], false);
+    // The session is still open: the next turn is answered (TTS is now
+    // failed, so it is refused with a reason rather than hanging).
+    send(&mut socket, json!({"type": "text", "text": "again"})).await;
+    let (events, _) = until_done(&mut socket).await;
+    assert_eq!(events.last().unwrap()["type"], "done", "{events:#?}");
+}

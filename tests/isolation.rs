@@ -448,3 +448,60 @@ fn a_library_whose_constructor_crashes_is_reported_by_check_inspect_and_serve() 
     ]);
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
+
+/// Live descendants of `pid` (children, grandchildren, ...).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for child in children(parent) {
+            found.push(child);
+            frontier.push(child);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_workers_own_children_die_with_a_sigkilled_host() {
+    let root = hearth_tests::repo_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The chat worker starts llama-server itself (the default setup).
+    let config = format!(
+        "{}{}[chat]\nplugin = \"chat-http\"\n[chat.config]\napi = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n\
+         model = \"smollm2\"\nmax_tokens = 8\n[chat.config.launch]\ncommand = \"{root}/models/llama/bin/llama-server\"\n\
+         args = [\"-m\", \"{root}/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf\", \"--alias\", \"smollm2\", \"--host\", \
+         \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
+        host_section(""),
+        scripted("tts", ""),
+        root = root.display()
+    );
+    let mut served = Served::start(&config);
+    served.wait("ready", |j| j["ready"] == true);
+    let family = descendants(served.pid());
+    // Two workers and llama-server under the chat worker.
+    assert!(family.len() >= 3, "expected workers and llama-server, found {family:?}");
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while family.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survivors: Vec<_> = family.iter().filter(|&&pid| alive(pid)).collect();
+    assert!(survivors.is_empty(), "outlived the host: {survivors:?}");
+    // No llama-server of ours anywhere (not only among the descendants we
+    // saw: a re-parented one would count too).
+    let ours = format!("--port\0{port}\0");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.contains("llama-server") && c.contains(&ours))
+        .collect();
+    assert!(left.is_empty(), "llama-server outlived the host: {left:?}");
+}

@@ -8,10 +8,16 @@ use std::{path::Path, process::Command};
 use hearth_tests::{hearth, plugin, repo_root, target_dir, text};
 use serde_json::Value;
 
-/// Runs `hearth plugin test` with `--json`; returns the exit status and the
-/// report.
+/// Runs `hearth plugin test` with `--json` (engines in worker processes,
+/// the default); returns the exit status and the report.
 fn kit(path: &Path, config: Option<&Path>) -> (bool, Value) {
+    kit_with(path, config, &[])
+}
+
+/// [`kit`] with more arguments (e.g. `--isolation in-process`).
+fn kit_with(path: &Path, config: Option<&Path>, more: &[&str]) -> (bool, Value) {
     let mut args = vec!["plugin", "test", "--json", path.to_str().unwrap()];
+    args.extend_from_slice(more);
     if let Some(config) = config {
         args.extend(["--config", config.to_str().unwrap()]);
     }
@@ -132,11 +138,13 @@ fn a_library_that_is_not_a_plugin_is_refused() {
 }
 
 #[test]
-fn the_real_tts_and_stt_plugins_pass_with_the_default_config() {
+fn the_real_tts_and_stt_plugins_pass_with_the_default_config_in_both_modes() {
     let config = repo_root().join("plugins.toml");
     for name in ["tts-piper", "stt-whisper"] {
-        let (ok, report) = kit(&plugin(name), Some(&config));
-        assert!(ok, "{name}: {:?}", failed_checks(&report));
+        for mode in ["process", "in-process"] {
+            let (ok, report) = kit_with(&plugin(name), Some(&config), &["--isolation", mode]);
+            assert!(ok, "{name} ({mode}): {:?}", failed_checks(&report));
+        }
     }
 }
 

@@ -162,6 +162,11 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Its `plugins.toml`, to edit before a reload.
+    pub fn config_path(&self) -> PathBuf {
+        self._scratch.config_path()
+    }
+
     /// `ws://addr` + `path`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)

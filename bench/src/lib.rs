@@ -18,6 +18,7 @@ use std::{
     collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -578,6 +579,105 @@ impl Opened {
             warmup: warmup.elapsed,
         })
     }
+}
+
+// ---------------------------------------------------------------------------
+// A llama-server of the benchmark's own.
+
+/// The llama-server this benchmark started; killed when dropped, and by
+/// the watchdog when the benchmark runs out of time.
+pub struct LlamaServer {
+    child: Arc<Mutex<Child>>,
+    port: u16,
+}
+
+impl LlamaServer {
+    /// Starts `program` serving `model` (alias `smollm2`) on a free
+    /// loopback port with `threads` threads, and waits for `/health` 200
+    /// within the benchmark's `--timeout`.
+    pub fn start(program: &Path, model: &Path, threads: u32, bench: &Bench) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new(program)
+            .args([
+                "-m",
+                &model.display().to_string(),
+                "--alias",
+                "smollm2",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string(), "-c", "2048", "-t", &threads.to_string()])
+            .env("LD_LIBRARY_PATH", program.parent().unwrap_or(Path::new(".")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let server = Self {
+            child: Arc::new(Mutex::new(child)),
+            port,
+        };
+        let child = Arc::clone(&server.child);
+        bench.on_abort(move || kill(&child));
+
+        let timeout = bench.common().timeout;
+        let mut retry = Retry::within(timeout, Duration::from_millis(50));
+        loop {
+            if health_ok(port) {
+                return Ok(server);
+            }
+            let exited = server.child.lock().map_err(|e| e.to_string())?.try_wait();
+            if let Ok(Some(status)) = exited {
+                return Err(format!("llama-server exited ({status}) before answering /health"));
+            }
+            match retry.next() {
+                Some(pause) => std::thread::sleep(pause),
+                None => {
+                    return Err(format!(
+                        "llama-server did not answer /health with 200 within {} (--timeout)",
+                        humantime::format_duration(timeout)
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn kill(child: &Mutex<Child>) {
+    let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        kill(&self.child);
+    }
+}
+
+/// Whether `/health` answers 200.
+fn health_ok(port: u16) -> bool {
+    http_status(port, "/health") == Some(200)
+}
+
+/// The status of a GET of `path` on loopback `port` (a raw request, to keep
+/// the timing code alone in using an HTTP client), or `None`.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 #[cfg(test)]

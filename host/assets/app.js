@@ -53,19 +53,64 @@ function serviceLine(name, s) {
   return li;
 }
 
-async function retry(name, button) {
+/** POSTs `/api/services/{name}/{action}` (retry or restart); the stream
+ * (or the poll) shows what happens next. */
+async function serviceAction(name, action, button, note = "connection-note") {
   button.disabled = true;
   try {
-    const response = await fetch(`/api/services/${name}/retry`, { method: "POST" });
+    const response = await fetch(`/api/services/${name}/${action}`, { method: "POST" });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      $("connection-note").textContent = body.error ? body.error.message : `retry failed (${response.status})`;
+      $(note).textContent = body.error ? body.error.message : `${action} failed (${response.status})`;
     }
   } catch (e) {
-    $("connection-note").textContent = `retry failed: ${e}`;
+    $(note).textContent = `${action} failed: ${e}`;
   }
-  // The stream (or the poll) shows what happens next.
   ensureFollowing();
+}
+
+function retry(name, button) {
+  return serviceAction(name, "retry", button);
+}
+
+const SWITCHING = { tts: "switching voice", stt: "switching speech recognition", chat: "switching chat model" };
+
+/** Once the conversation is open: engines being swapped by a reload, a
+ * swap that failed (the old engine still serves), and a ready engine whose
+ * health check complains, with a Restart button. */
+function updateEngines(services) {
+  const note = $("engine-note");
+  const items = [];
+  for (const name of ORDER) {
+    const s = services[name];
+    if (!s) continue;
+    if (s.next) {
+      const span = document.createElement("span");
+      span.className = "switching";
+      span.dataset.service = name;
+      span.textContent = `${SWITCHING[name]}… ${s.next.status === "warming" ? "warming up" : `${s.next.progress}%`}`;
+      items.push(span);
+    }
+    if (s.reload_error) {
+      const span = document.createElement("span");
+      span.className = "why";
+      span.textContent = `${LABELS[name]}: the new engine failed (${s.reload_error}); still using the old one`;
+      items.push(span);
+    }
+    if (s.status === "ready" && s.health_error) {
+      const span = document.createElement("span");
+      span.className = "why";
+      span.textContent = `${LABELS[name]}: ${s.health_error}`;
+      const button = document.createElement("button");
+      button.textContent = "Restart";
+      button.className = "restart";
+      button.dataset.service = name;
+      button.disabled = !!s.next;
+      button.addEventListener("click", () => serviceAction(name, "restart", button, "engine-note"));
+      items.push(span, button);
+    }
+  }
+  note.replaceChildren(...items);
 }
 
 function renderTimeline(r) {
@@ -130,6 +175,7 @@ function render(r) {
     r.state === "ERROR" ? "The backend could not start" : r.state === "READY" ? "Ready" : "Initializing backend…";
   renderTimeline(r);
   updateMic(r.services.stt);
+  updateEngines(r.services);
   if (r.ready && !view.ready) {
     view.ready = true;
     showConversation();

@@ -58,6 +58,18 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Ask the running server (at the configuration's `listen`) to read
+    /// `plugins.toml` again and apply it: changed engines are swapped
+    /// without downtime, others are untouched. The file is validated here
+    /// first (exit 2 when invalid); exits 1 when a change did not take
+    /// effect (the old engine keeps serving) or the server cannot be reached.
+    Reload {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The server's address instead of `[host] listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Work with plugin files.
     Plugin {
         /// What to do.
@@ -171,6 +183,7 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Serve { config, listen } => serve(&config.config, listen),
         Command::Check { config } => check(&config.config),
+        Command::Reload { config, listen } => reload(&config.config, listen),
         Command::Plugin {
             command: PluginCommand::Inspect { path, json },
         } => inspect(&path, json),
@@ -237,6 +250,58 @@ fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
     tracing::info!(config = %config.path.display(), plugin_dir = %config.host.plugin_dir.display(), "starting");
     runtime()?.block_on(crate::server::serve(config))?;
     Ok(0)
+}
+
+fn reload(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
+    use std::io::{Read, Write};
+    let config = Config::load(path)?;
+    let mut addr = listen.unwrap_or(config.host.listen);
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let unreachable = |e: std::io::Error| {
+        HostError::Other(format!(
+            "cannot reach Hearth at {addr}: {e}; is `hearth serve` running with this configuration (or give --listen)?"
+        ))
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(600)))
+        .map_err(unreachable)?;
+    write!(
+        stream,
+        "POST /api/reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(unreachable)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(unreachable)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    if status != 200 {
+        let message = json["error"]["message"].as_str().unwrap_or(body.trim());
+        println!("reload refused ({status}): {message}");
+        return Ok(if status == 400 { 2 } else { 1 });
+    }
+    println!("{}", json["summary"].as_str().unwrap_or_default());
+    let mut ok = true;
+    if let Some(services) = json["outcome"]["services"].as_object() {
+        for (name, outcome) in services {
+            let what = outcome["outcome"].as_str().unwrap_or("?");
+            match outcome["error"].as_str() {
+                Some(error) => {
+                    ok = false;
+                    println!("  {name}: {what}: {error}");
+                }
+                None => println!("  {name}: {what}"),
+            }
+        }
+    }
+    Ok(i32::from(!ok))
 }
 
 fn check(path: &Path) -> Result<i32> {

@@ -109,6 +109,8 @@ pub struct RawHost {
     pub warmup_timeout: Option<Spanned<String>>,
     /// Longest time shutdown waits for connections and engines.
     pub shutdown_timeout: Option<Spanned<String>>,
+    /// Reload when the file changes on disk.
+    pub watch: Option<bool>,
 }
 
 /// `[tts]`, `[stt]` or `[chat]` as written.
@@ -181,6 +183,8 @@ pub struct HostConfig {
     pub warmup_timeout: Duration,
     /// Default 10 s.
     pub shutdown_timeout: Duration,
+    /// Default false: reload when `plugins.toml` changes on disk.
+    pub watch: bool,
 }
 
 /// One service's section, resolved.
@@ -384,6 +388,7 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
         load_timeout: duration(file, raw.load_timeout, "load_timeout", Duration::from_secs(120))?,
         warmup_timeout: duration(file, raw.warmup_timeout, "warmup_timeout", Duration::from_secs(60))?,
         shutdown_timeout: duration(file, raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(10))?,
+        watch: raw.watch.unwrap_or(false),
     })
 }
 

@@ -135,6 +135,7 @@ impl HostError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Config { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             Self::Engine { .. } => (StatusCode::BAD_GATEWAY, "engine_error"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -9,7 +9,8 @@
 //!   and the typed handles ([`engine::TtsHandle`], ...), whatever runs them.
 //! * [`readiness`]: the state machine and its `watch` channel, with
 //!   `readiness_view` rendering each state's JSON bodies and SSE event.
-//! * [`services`]: the supervisor that loads, warms, retries and probes.
+//! * [`services`]: the supervisor that loads, warms, retries, probes,
+//!   reloads (with [`reload`] deciding the plan) and restarts.
 //! * [`worker`]: engines in worker processes, and the worker's side.
 //! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
 //! * [`conversation`]: the voice conversation WebSocket, with
@@ -32,6 +33,7 @@ pub mod plugin;
 pub mod readiness;
 pub mod readiness_api;
 mod readiness_view;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod services;

@@ -194,6 +194,40 @@ pub struct ServiceRecord {
     /// Calls that outlived their timeout and still run on a host thread
     /// (in-process mode).
     pub abandoned_calls: u32,
+    /// The engine being made beside the active one (a swap or restart).
+    pub next: Option<Next>,
+    /// How many engines have served this service; grows with each swap.
+    pub generation: u64,
+    /// Why the last reload or restart of this service kept the old engine.
+    pub reload_error: Option<String>,
+}
+
+/// What a finished swap reports.
+#[derive(Debug, Clone)]
+pub struct Swapped {
+    /// The new engine's plugin.
+    pub plugin: PluginLabel,
+    /// Its engine name and version.
+    pub engine: String,
+    /// Its model.
+    pub model: Option<String>,
+    /// How long its load took.
+    pub load_time: Duration,
+    /// How long its warmup took, if it was warmed.
+    pub warmup_time: Option<Duration>,
+    /// What its warmup did.
+    pub warmed: Option<String>,
+}
+
+/// An engine loading and warming beside the active one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Next {
+    /// The plugin it comes from.
+    pub plugin: String,
+    /// `loading` or `warming`.
+    pub status: &'static str,
+    /// 0.0–1.0 of its load.
+    pub progress: f32,
 }
 
 impl ServiceRecord {
@@ -216,6 +250,9 @@ impl ServiceRecord {
             worker_pid: None,
             workers_started: 0,
             abandoned_calls: 0,
+            next: None,
+            generation: 0,
+            reload_error: None,
         }
     }
 }
@@ -306,7 +343,7 @@ impl Tracker {
             .filter_map(|s| match &s.phase {
                 Phase::Failed { error } => Some(format!("{}: {error}", s.name)),
                 Phase::NotInstalled { reason } => Some(format!("{}: {reason}", s.name)),
-                _ => None,
+                _ => s.reload_error.as_ref().map(|e| format!("{}: {e}", s.name)),
             })
             .collect()
     }
@@ -506,6 +543,8 @@ impl ReadinessTx {
             r.timeline.load_end_ms = Some(now);
             if warm {
                 r.timeline.warmup_start_ms = Some(now);
+            } else {
+                r.generation += 1;
             }
         });
     }
@@ -514,6 +553,7 @@ impl ReadinessTx {
     pub fn warmed(&self, name: ServiceName, warmup_time: Duration, warmed: String, model: Option<String>) {
         self.transition(name, false, |r, now| {
             r.phase = Phase::Ready;
+            r.generation += 1;
             r.warmup_time_ms = Some(warmup_time.as_millis() as u64);
             r.warmed = Some(warmed);
             if model.is_some() {
@@ -571,6 +611,79 @@ impl ReadinessTx {
     /// How many calls of the service still run on abandoned host threads.
     pub fn abandoned_calls(&self, name: ServiceName, count: u32) {
         self.transition(name, false, |r, _| r.abandoned_calls = count);
+    }
+
+    /// A new engine started loading beside the active one.
+    pub fn swap_started(&self, name: ServiceName, plugin: String) {
+        self.transition(name, false, |r, _| {
+            r.next = Some(Next {
+                plugin,
+                status: "loading",
+                progress: 0.0,
+            });
+            r.reload_error = None;
+        });
+    }
+
+    /// Sub-progress of the engine loading beside the active one.
+    pub fn swap_progress(&self, name: ServiceName, fraction: f32) {
+        self.transition(name, false, |r, _| {
+            if let Some(next) = r.next.as_mut().filter(|n| n.status == "loading") {
+                if fraction.is_finite() && fraction > next.progress {
+                    next.progress = fraction.min(1.0);
+                }
+            }
+        });
+    }
+
+    /// The engine beside the active one loaded and is warming up.
+    pub fn swap_warming(&self, name: ServiceName) {
+        self.transition(name, false, |r, _| {
+            if let Some(next) = r.next.as_mut() {
+                next.status = "warming";
+                next.progress = 1.0;
+            }
+        });
+    }
+
+    /// The new engine replaced the active one, in one step; the service
+    /// stays ready throughout.
+    pub fn swapped(&self, name: ServiceName, done: Swapped) {
+        self.transition(name, false, |r, now| {
+            r.next = None;
+            r.reload_error = None;
+            r.health_error = None;
+            r.plugin = Some(done.plugin);
+            r.engine = Some(done.engine);
+            r.model = done.model;
+            r.loaded_at = Some(SystemTime::now());
+            r.load_time_ms = Some(done.load_time.as_millis() as u64);
+            r.warmup_time_ms = done.warmup_time.map(|t| t.as_millis() as u64);
+            r.warmed = done.warmed;
+            r.generation += 1;
+            r.timeline.load_end_ms = Some(now);
+        });
+    }
+
+    /// The engine beside the active one failed: the active one keeps
+    /// serving, and `error` is reported until the next successful reload.
+    pub fn swap_failed(&self, name: ServiceName, error: String) {
+        self.transition(name, false, |r, _| {
+            r.next = None;
+            r.reload_error = Some(error);
+        });
+    }
+
+    /// Whether READY waits for the service, changed by a reload.
+    pub fn required(&self, name: ServiceName, required: bool) {
+        self.transition(name, false, |r, _| r.required = required);
+    }
+
+    /// A new reload began: earlier reload errors are history.
+    pub fn reload_started(&self) {
+        for name in ServiceName::ALL {
+            self.transition(name, false, |r, _| r.reload_error = None);
+        }
     }
 
     /// Failed or not installed → pending, starting a new startup for the

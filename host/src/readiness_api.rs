@@ -240,6 +240,53 @@ pub async fn retry(State(state): State<AppState>, Path(name): Path<String>) -> R
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// `?wait=` of `POST /api/reload`.
+#[derive(Debug, Deserialize)]
+pub struct ReloadQuery {
+    /// Answer only when the plan has been applied (default true).
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/reload`: reads `plugins.toml` again and applies it. 400 with
+/// `file:line:column` when it is invalid (nothing changes), 409 while
+/// another reload or a restart runs; else the plan, and with `wait` (the
+/// default) each service's outcome once done.
+pub async fn reload(State(state): State<AppState>, Query(query): Query<ReloadQuery>) -> Result<Response, HostError> {
+    let path = state.supervisor.config().path.clone();
+    let new = tokio::task::spawn_blocking(move || crate::config::Config::load(&path))
+        .await
+        .map_err(|e| HostError::Other(format!("reading the configuration failed: {e}")))?
+        .inspect_err(|e| tracing::warn!("reload refused, nothing changed: {e}"))?;
+    let (plan, outcome) = state.supervisor.reload(new)?;
+    let summary = plan.to_string();
+    if !query.wait {
+        let body = serde_json::json!({ "plan": plan, "summary": summary });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let outcome = outcome
+        .await
+        .map_err(|e| HostError::Other(format!("the reload task failed: {e}")))?;
+    let body = serde_json::json!({ "ok": outcome.ok(), "plan": plan, "summary": summary, "outcome": outcome });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/services/{name}/restart`.
+pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, HostError> {
+    let service = ServiceName::parse(&name).ok_or(HostError::UnknownService(name))?;
+    state.supervisor.restart(service)?;
+    let body = serde_json::json!({
+        "accepted": true,
+        "service": service,
+        "message": format!("a fresh {service} engine is starting beside the current one; follow /api/ready/stream"),
+    });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
 /// `GET /ws/test`.
 pub async fn test_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| echo(socket, state))

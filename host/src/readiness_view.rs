@@ -146,6 +146,24 @@ struct ServiceJson<'a> {
     restarts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     abandoned_calls: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<NextJson<'a>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reload_error: Option<&'a str>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The engine being made beside the active one.
+#[derive(Serialize)]
+struct NextJson<'a> {
+    plugin: &'a str,
+    status: &'static str,
+    progress: u8,
 }
 
 impl<'a> ServiceJson<'a> {
@@ -181,6 +199,13 @@ impl<'a> ServiceJson<'a> {
             pid: (r.isolation == Some("process")).then_some(r.worker_pid),
             restarts: (r.isolation == Some("process")).then(|| r.workers_started.saturating_sub(1)),
             abandoned_calls: (r.isolation == Some("in-process")).then_some(r.abandoned_calls),
+            next: r.next.as_ref().map(|n| NextJson {
+                plugin: &n.plugin,
+                status: n.status,
+                progress: (n.progress * 100.0).round().clamp(0.0, 100.0) as u8,
+            }),
+            generation: r.generation,
+            reload_error: r.reload_error.as_deref(),
         }
     }
 }
@@ -251,6 +276,9 @@ mod tests {
             worker_pid: None,
             workers_started: 0,
             abandoned_calls: 0,
+            next: None,
+            generation: 0,
+            reload_error: None,
         }
     }
 

@@ -10,6 +10,8 @@
 //! | GET | `/ws/ready` | The same events over WebSocket. |
 //! | POST | `/api/warmup` | Re-runs warmup of the ready services; 409 while one runs. |
 //! | POST | `/api/services/{name}/retry` | Retries a failed service; 202, 404 unknown, 409 not failed. |
+//! | POST | `/api/services/{name}/restart` | A fresh engine beside the running one, swapped in when ready (a failed service is retried); 202, 409 while a reload runs. |
+//! | POST | `/api/reload` | Reads `plugins.toml` again and applies it per service (swap, start, stop); 400 invalid (nothing changes), 409 while one runs; `?wait=false` answers 202 with the plan at once. |
 //! | GET | `/ws/test` | WebSocket connectivity check: greets with the readiness, echoes, answers pings. |
 //! | GET | `/ws/conversation` | The voice conversation (see `docs/conversation-protocol.md`); refused with close code 1013 before READY. |
 //! | GET | `/` | The web page: loading screen until READY, then the conversation. |
@@ -66,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/ready", get(readiness_api::ready_ws))
         .route("/api/warmup", post(readiness_api::warmup))
         .route("/api/services/{name}/retry", post(readiness_api::retry))
+        .route("/api/services/{name}/restart", post(readiness_api::restart))
+        .route("/api/reload", post(readiness_api::reload))
         .route("/ws/test", get(readiness_api::test_ws))
         .route("/ws/conversation", get(conversation::conversation_ws))
         .route("/", get(page::index))

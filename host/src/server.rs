@@ -34,6 +34,74 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// With `[host] watch = true`: reloads when `plugins.toml` changes on disk.
+/// Watches the file's directory, not the file, so that editors that save
+/// by writing a new file and renaming it over the old one are seen; a burst
+/// of events becomes one reload 300 ms after the last of them. Returns the
+/// watcher, which stops when dropped.
+fn watch_config(supervisor: Supervisor) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let path = supervisor.config().path.clone();
+    let path = std::path::absolute(&path).unwrap_or(path);
+    let (dir, name) = (path.parent()?.to_path_buf(), path.file_name()?.to_owned());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) && !event.kind.is_access() {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .inspect_err(|e| tracing::warn!("cannot watch {}: {e}; reload with SIGHUP instead", path.display()))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!("cannot watch {}: {e}; reload with SIGHUP instead", dir.display());
+        return None;
+    }
+    tracing::info!(config = %path.display(), "watching the configuration for changes");
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until the file has been quiet for 300 ms.
+            while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {}
+            tracing::info!("the configuration changed on disk, reloading");
+            reload_from_disk(&supervisor).await;
+        }
+    });
+    Some(watcher)
+}
+
+/// Reads the configuration file again and applies it, logging the plan and
+/// its outcome; an invalid file changes nothing.
+async fn reload_from_disk(supervisor: &Supervisor) {
+    let path = supervisor.config().path.clone();
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+    let new = match loaded {
+        Ok(Ok(new)) => new,
+        Ok(Err(e)) => return tracing::error!("reload refused, nothing changed: {e}"),
+        Err(e) => return tracing::error!("reload failed: {e}"),
+    };
+    match supervisor.reload(new) {
+        // The plan and its outcome are logged by the supervisor.
+        Ok((_, outcome)) => {
+            let _ = outcome.await;
+        }
+        Err(e) => tracing::warn!("reload refused: {e}"),
+    }
+}
+
+/// Reloads `plugins.toml` on every SIGHUP (like `POST /api/reload`),
+/// logging the plan and its outcome; an invalid file changes nothing.
+async fn reload_on_sighup(supervisor: Supervisor) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /api/reload instead");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received, reloading");
+        reload_from_disk(&supervisor).await;
+    }
+}
+
 /// Serves the router on `listener` until `state.shutdown` is cancelled,
 /// then gives open connections at most `drain` to finish. Streams end on the
 /// token by themselves; anything still open after `drain` is dropped.
@@ -79,6 +147,12 @@ pub async fn serve(config: Config) -> Result<()> {
         shutdown_signal().await;
         token.cancel();
     });
+    tokio::spawn(reload_on_sighup(supervisor.clone()));
+    let _watcher = if supervisor.config().host.watch {
+        watch_config(supervisor.clone())
+    } else {
+        None
+    };
     run_http(listener, state, drain).await;
     probes.abort();
     supervisor.shutdown(drain).await;

@@ -29,7 +29,8 @@ use crate::{
     engine::{ChatHandle, Engine, SttHandle, TtsHandle},
     error::{HostError, Result},
     plugin::{Plugin, PluginMeta},
-    readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx},
+    readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx, Swapped},
+    reload::{Action, Plan, Running},
     worker::{Limits, OpenError, Worker},
 };
 
@@ -40,21 +41,97 @@ pub struct Supervisor {
 }
 
 struct Inner {
-    config: Config,
+    /// Replaced whole by a reload.
+    config: RwLock<Arc<Config>>,
     libraries: crate::plugin::Libraries,
+    /// Held while a reload or restart runs: they are serialized.
+    reloading: Arc<tokio::sync::Mutex<()>>,
+    /// What the running reload or restart is, for the refusal of another.
+    running_reload: std::sync::Mutex<String>,
+    /// Reloads so far.
+    reloads: std::sync::atomic::AtomicU64,
     tx: ReadinessTx,
     slots: BTreeMap<ServiceName, Slot>,
     warmup_running: AtomicBool,
 }
 
 struct Slot {
-    config: Option<ServiceConfig>,
+    /// Its section, replaced by a reload.
+    config: RwLock<Option<ServiceConfig>>,
     /// The engine that serves requests. Replaced whole, never mutated.
     active: RwLock<Option<Arc<Engine>>>,
     /// A start or retry of this service is running.
     starting: AtomicBool,
     /// Calls that outlived their timeout on a host thread (in-process).
     abandoned: Abandoned,
+}
+
+impl Slot {
+    /// Its section, as of the latest reload.
+    fn config(&self) -> Option<ServiceConfig> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How a reload went for one service.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum ServiceOutcome {
+    /// Nothing to do.
+    Unchanged,
+    /// The new engine serves.
+    Swapped,
+    /// The new engine failed; the old one keeps serving.
+    KeptOld {
+        /// Why.
+        error: String,
+    },
+    /// Started.
+    Started,
+    /// Did not start.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// Stopped.
+    Stopped,
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// Which reload.
+    pub reload: u64,
+    /// Per service.
+    pub services: BTreeMap<ServiceName, ServiceOutcome>,
+}
+
+impl ReloadOutcome {
+    /// True when every change took effect.
+    pub fn ok(&self) -> bool {
+        !self
+            .services
+            .values()
+            .any(|o| matches!(o, ServiceOutcome::KeptOld { .. } | ServiceOutcome::Failed { .. }))
+    }
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .services
+            .iter()
+            .map(|(name, outcome)| match outcome {
+                ServiceOutcome::Unchanged => format!("{name} unchanged"),
+                ServiceOutcome::Swapped => format!("{name} swapped"),
+                ServiceOutcome::KeptOld { error } => format!("{name} kept its old engine ({error})"),
+                ServiceOutcome::Started => format!("{name} started"),
+                ServiceOutcome::Failed { error } => format!("{name} failed ({error})"),
+                ServiceOutcome::Stopped => format!("{name} stopped"),
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// Per-service outcome of a forced re-warm.
@@ -76,11 +153,15 @@ struct Observer {
     service: ServiceName,
     cancel: Arc<AtomicBool>,
     loading: bool,
+    /// Loading beside an active engine: progress goes to `next`.
+    swap: bool,
 }
 
 impl Host for Observer {
     fn progress(&self, fraction: f32, message: &str) {
-        if self.loading {
+        if self.loading && self.swap {
+            self.tx.swap_progress(self.service, fraction);
+        } else if self.loading {
             self.tx.load_progress(self.service, fraction, message);
         }
     }
@@ -176,6 +257,41 @@ fn abandoned_refusal(name: ServiceName, count: u32) -> String {
     )
 }
 
+/// The readiness steps of making an engine: the loading phases of a
+/// (re)start, or the `next` of a swap beside a ready engine.
+struct Steps<'a> {
+    tx: &'a ReadinessTx,
+    name: ServiceName,
+    swap: bool,
+}
+
+impl Steps<'_> {
+    fn loading(&self, meta: &PluginMeta) {
+        if self.swap {
+            self.tx.swap_started(self.name, meta.name.clone());
+        } else {
+            self.tx.loading(
+                self.name,
+                PluginLabel {
+                    name: meta.name.clone(),
+                    version: meta.version.clone(),
+                },
+            );
+        }
+    }
+
+    /// Reports a failure (the service fails, or a swap keeps the old
+    /// engine) and returns it.
+    fn failed(&self, error: String) -> String {
+        if self.swap {
+            self.tx.swap_failed(self.name, error.clone());
+        } else {
+            self.tx.failed(self.name, error.clone());
+        }
+        error
+    }
+}
+
 /// What went wrong making an engine: a plugin that is not installed
 /// (missing, refused, wrong kind) or one that failed.
 enum MakeError {
@@ -201,7 +317,7 @@ impl Supervisor {
                     tx.isolation(name, service.isolation.as_str());
                 }
                 let slot = Slot {
-                    config,
+                    config: RwLock::new(config),
                     active: RwLock::new(None),
                     starting: AtomicBool::new(false),
                     abandoned: Abandoned {
@@ -214,8 +330,11 @@ impl Supervisor {
             })
             .collect();
         let inner = Inner {
-            config,
+            config: RwLock::new(Arc::new(config)),
             libraries: Default::default(),
+            reloading: Default::default(),
+            running_reload: Default::default(),
+            reloads: Default::default(),
             tx,
             slots,
             warmup_running: AtomicBool::new(false),
@@ -223,9 +342,9 @@ impl Supervisor {
         (Self { inner: Arc::new(inner) }, rx)
     }
 
-    /// The configuration it runs.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration it runs (the latest reloaded one).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.inner.config.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A new reader of the readiness state.
@@ -240,7 +359,7 @@ impl Supervisor {
             .into_iter()
             .map(|name| {
                 let this = self.clone();
-                tokio::spawn(async move { this.bring_up(name).await })
+                tokio::spawn(async move { this.bring_up(name, false).await })
             })
             .collect();
         for task in tasks {
@@ -286,9 +405,9 @@ impl Supervisor {
             return Err(HostError::UnknownService(name.to_string()));
         };
         let slot = &self.inner.slots[&name];
-        if slot.config.is_none() {
+        if slot.config().is_none() {
             return Err(HostError::Conflict(format!(
-                "{name} has no section in plugins.toml; add one and restart Hearth"
+                "{name} has no section in plugins.toml; add one and reload (POST /api/reload, `hearth reload` or SIGHUP)"
             )));
         }
         if !matches!(record.phase, Phase::Failed { .. } | Phase::NotInstalled { .. }) {
@@ -304,34 +423,204 @@ impl Supervisor {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
         let this = self.clone();
-        tokio::spawn(async move { this.bring_up(name).await });
+        tokio::spawn(async move { this.bring_up(name, false).await });
         Ok(())
     }
 
-    async fn bring_up(&self, name: ServiceName) {
-        let slot = &self.inner.slots[&name];
-        if slot.starting.swap(true, Ordering::AcqRel) {
-            return;
+    /// Takes the reload lock for `what`, or says what holds it.
+    fn lock_reload(&self, what: String) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        match Arc::clone(&self.inner.reloading).try_lock_owned() {
+            Ok(guard) => {
+                *self.inner.running_reload.lock().unwrap_or_else(|e| e.into_inner()) = what;
+                Ok(guard)
+            }
+            Err(_) => {
+                let running = self
+                    .inner
+                    .running_reload
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                Err(HostError::Conflict(format!(
+                    "{running} is running; try again when it is done (follow /api/ready/stream)"
+                )))
+            }
         }
-        self.bring_up_inner(name, slot).await;
-        slot.starting.store(false, Ordering::Release);
     }
 
-    async fn bring_up_inner(&self, name: ServiceName, slot: &Slot) {
+    /// Applies a new, validated configuration: decides a [`Plan`], refuses
+    /// while another reload or a start runs, installs the new settings and
+    /// starts the plan's work in the background. The handle answers with
+    /// each changed service's outcome once all are done.
+    pub fn reload(&self, new: Config) -> Result<(Plan, tokio::task::JoinHandle<ReloadOutcome>)> {
+        let id = self.inner.reloads.load(Ordering::Acquire) + 1;
+        let guard = self.lock_reload(format!("reload #{id}"))?;
+        if let Some((name, _)) = self
+            .inner
+            .slots
+            .iter()
+            .find(|(_, slot)| slot.starting.load(Ordering::Acquire))
+        {
+            return Err(HostError::Conflict(format!(
+                "{name} is starting; reload when it has settled (follow /api/ready/stream)"
+            )));
+        }
+        self.inner.reloads.store(id, Ordering::Release);
+        let old = self.config();
+        let plan = Plan::new(id, &old, &new, |name| {
+            if self.is_ready(name) {
+                Running::Ready
+            } else {
+                Running::Down
+            }
+        });
+        tracing::info!("{plan}");
+        *self.inner.running_reload.lock().unwrap_or_else(|e| e.into_inner()) = plan.to_string();
         let tx = &self.inner.tx;
-        let host = &self.inner.config.host;
-        let Some(config) = slot.config.clone() else {
+        tx.reload_started();
+        let mut new = new;
+        // What cannot change live stays as it is (the plan says so).
+        new.host.listen = old.host.listen;
+        for (name, slot) in &self.inner.slots {
+            let section = new.services.get(name).cloned();
+            if let Some(section) = &section {
+                tx.isolation(*name, section.isolation.as_str());
+            }
+            *slot.config.write().unwrap_or_else(|e| e.into_inner()) = section;
+        }
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        for service in &plan.services {
+            if let Some(required) = service.required {
+                tx.required(service.service, required);
+            }
+        }
+        let this = self.clone();
+        let todo = plan.clone();
+        let handle = tokio::spawn(async move {
+            let tasks: Vec<_> = todo
+                .services
+                .iter()
+                .map(|service| {
+                    let this = this.clone();
+                    let (name, action) = (service.service, service.action.clone());
+                    tokio::spawn(async move { (name, this.apply(name, action, id).await) })
+                })
+                .collect();
+            let mut outcome = ReloadOutcome {
+                reload: id,
+                services: BTreeMap::new(),
+            };
+            for task in tasks {
+                if let Ok((name, result)) = task.await {
+                    outcome.services.insert(name, result);
+                }
+            }
+            tracing::info!("reload #{id} done: {outcome}");
+            drop(guard);
+            outcome
+        });
+        Ok((plan, handle))
+    }
+
+    /// One service's part of a reload.
+    async fn apply(&self, name: ServiceName, action: Action, id: u64) -> ServiceOutcome {
+        match action {
+            Action::Unchanged => ServiceOutcome::Unchanged,
+            Action::Swap { .. } => match self.bring_up(name, true).await {
+                Ok(()) => ServiceOutcome::Swapped,
+                Err(error) => ServiceOutcome::KeptOld { error },
+            },
+            Action::Start => match self.bring_up(name, false).await {
+                Ok(()) => ServiceOutcome::Started,
+                Err(error) => ServiceOutcome::Failed { error },
+            },
+            Action::Stop => {
+                let slot = &self.inner.slots[&name];
+                // In-flight requests hold their own `Arc`: the engine shuts
+                // down when the last of them ends.
+                let old = slot.active.write().unwrap_or_else(|e| e.into_inner()).take();
+                self.inner
+                    .tx
+                    .disabled(name, format!("disabled in plugins.toml (reload #{id})"));
+                drop(old);
+                ServiceOutcome::Stopped
+            }
+        }
+    }
+
+    /// Builds a fresh engine for a service beside its running one and swaps
+    /// it in (a ready but unhealthy service, or any other reason); a failed
+    /// service is retried instead. Serialized with reloads.
+    pub fn restart(&self, name: ServiceName) -> Result<()> {
+        let snapshot = self.inner.tx.subscribe().current();
+        let record = snapshot
+            .service(name)
+            .ok_or_else(|| HostError::UnknownService(name.to_string()))?;
+        if record.phase.is_retryable() {
+            return self.retry(name);
+        }
+        if record.phase != Phase::Ready {
+            return Err(HostError::Conflict(format!(
+                "{name} is {}; only a ready or failed service can be restarted",
+                record.phase.status()
+            )));
+        }
+        let slot = &self.inner.slots[&name];
+        if slot.abandoned.get() > 0 {
+            return Err(HostError::Conflict(abandoned_refusal(name, slot.abandoned.get())));
+        }
+        let guard = self.lock_reload(format!("a restart of {name}"))?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.bring_up(name, true).await {
+                Ok(()) => tracing::info!(service = %name, "restarted: a fresh engine serves"),
+                Err(e) => tracing::warn!(service = %name, "restart failed, the old engine keeps serving: {e}"),
+            }
+            drop(guard);
+        });
+        Ok(())
+    }
+
+    /// Makes, loads and warms a new engine for `name` and activates it.
+    /// `swap`: beside a ready one, which serves until the new one is ready
+    /// (and keeps serving if it fails); else as a (re)start, through the
+    /// loading phases. Returns the failure, if any.
+    async fn bring_up(&self, name: ServiceName, swap: bool) -> std::result::Result<(), String> {
+        let slot = &self.inner.slots[&name];
+        if slot.starting.swap(true, Ordering::AcqRel) {
+            return Err(format!("{name} is already starting"));
+        }
+        let result = self.bring_up_inner(name, slot, swap).await;
+        slot.starting.store(false, Ordering::Release);
+        result
+    }
+
+    async fn bring_up_inner(&self, name: ServiceName, slot: &Slot, swap: bool) -> std::result::Result<(), String> {
+        let tx = &self.inner.tx;
+        let steps = Steps { tx, name, swap };
+        let whole = self.config();
+        let host = &whole.host;
+        let Some(config) = slot.config() else {
             tx.disabled(name, format!("no [{name}] section in plugins.toml"));
-            return;
+            return Ok(());
         };
         if !config.enabled {
             tx.disabled(name, "disabled in plugins.toml (enabled = false)".to_owned());
-            return;
+            return Ok(());
         }
-        let engine = match self.make_engine(name, &config).await {
-            Ok(engine) => engine,
-            Err(MakeError::NotInstalled(reason)) => return tx.not_installed(name, reason),
-            Err(MakeError::Failed(reason)) => return tx.failed(name, reason),
+        let (engine, pid) = match self.make_engine(name, &config, &steps).await {
+            // A (re)start's worker is the service's from now on; a swap's
+            // becomes it when it is swapped in.
+            Ok((engine, Some(pid))) if !swap => {
+                tx.worker_started(name, pid);
+                (engine, None)
+            }
+            Ok(made) => made,
+            Err(MakeError::NotInstalled(reason)) if !swap => {
+                tx.not_installed(name, reason.clone());
+                return Err(reason);
+            }
+            Err(MakeError::NotInstalled(reason) | MakeError::Failed(reason)) => return Err(steps.failed(reason)),
         };
 
         let started = Instant::now();
@@ -341,9 +630,10 @@ impl Supervisor {
             service: name,
             cancel: Arc::clone(&cancel),
             loading: true,
+            swap,
         };
         let loading = Arc::clone(&engine);
-        let base_dir = self.inner.config.base_dir.clone();
+        let base_dir = whole.base_dir.clone();
         let config_json = config.config_json.clone();
         let load = on_thread(
             format!("load-{name}"),
@@ -355,26 +645,59 @@ impl Supervisor {
         .await;
         match load {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return tx.failed(name, e),
-            Err(e) => return tx.failed(name, format!("load {e}")),
+            Ok(Err(e)) => return Err(steps.failed(e)),
+            Err(e) => return Err(steps.failed(format!("load {e}"))),
         }
         let load_time = started.elapsed();
         let info = engine.describe().unwrap_or_default();
         let engine_label = format!("{} {}", info.name, info.engine_version).trim().to_owned();
-        tx.loaded(name, engine_label, info.model, load_time, host.auto_warmup);
-
-        if host.auto_warmup {
-            match self.warm(name, &engine).await {
-                Ok((time, warmed)) => {
-                    let model = engine.describe().unwrap_or_default().model;
-                    self.activate(slot, engine);
-                    tx.warmed(name, time, warmed, model);
-                }
-                Err(e) => tx.failed(name, e),
+        if swap {
+            if host.auto_warmup {
+                tx.swap_warming(name);
             }
         } else {
-            self.activate(slot, engine);
+            tx.loaded(
+                name,
+                engine_label.clone(),
+                info.model.clone(),
+                load_time,
+                host.auto_warmup,
+            );
         }
+
+        let warmed = if host.auto_warmup {
+            match self.warm(name, &engine).await {
+                Ok(warmed) => Some(warmed),
+                Err(e) => return Err(steps.failed(e)),
+            }
+        } else {
+            None
+        };
+        let model = engine.describe().unwrap_or_default().model;
+        let plugin = engine.plugin().clone();
+        self.activate(slot, engine);
+        if let Some(pid) = pid {
+            tx.worker_started(name, pid);
+        }
+        if swap {
+            tx.swapped(
+                name,
+                Swapped {
+                    plugin: PluginLabel {
+                        name: plugin.name,
+                        version: plugin.version,
+                    },
+                    engine: engine_label,
+                    model,
+                    load_time,
+                    warmup_time: warmed.as_ref().map(|(time, _)| *time),
+                    warmed: warmed.map(|(_, what)| what),
+                },
+            );
+        } else if let Some((time, what)) = warmed {
+            tx.warmed(name, time, what, model);
+        }
+        Ok(())
     }
 
     /// Puts a loaded engine in its slot. The engine it replaces (if any)
@@ -390,22 +713,14 @@ impl Supervisor {
         &self,
         name: ServiceName,
         config: &ServiceConfig,
-    ) -> std::result::Result<Arc<Engine>, MakeError> {
-        let tx = &self.inner.tx;
-        let loading = |meta: &PluginMeta| {
-            tx.loading(
-                name,
-                PluginLabel {
-                    name: meta.name.clone(),
-                    version: meta.version.clone(),
-                },
-            )
-        };
+        steps: &Steps<'_>,
+    ) -> std::result::Result<(Arc<Engine>, Option<u32>), MakeError> {
+        let loading = |meta: &PluginMeta| steps.loading(meta);
         match config.isolation {
             Isolation::InProcess => {
                 let plugin = self.open(config).await.map_err(MakeError::NotInstalled)?;
                 loading(&plugin.meta);
-                plugin.new_engine().map(Arc::new).map_err(|e| {
+                plugin.new_engine().map(|e| (Arc::new(e), None)).map_err(|e| {
                     MakeError::Failed(format!("plugin {} could not make an engine: {e}", plugin.meta.name))
                 })
             }
@@ -435,7 +750,6 @@ impl Supervisor {
                 let (worker, meta) = spawned?;
                 loading(&meta);
                 let pid = worker.pid();
-                tx.worker_started(name, pid);
                 let worker = Arc::new(worker);
                 let engine = Arc::new(Engine::new(meta, Arc::clone(&worker) as Arc<dyn Calls>));
                 let supervisor = Arc::downgrade(&self.inner);
@@ -449,7 +763,7 @@ impl Supervisor {
                     .await
                     .map_err(|e| MakeError::Failed(format!("making the engine failed: {e}")))?
                     .map_err(|e| MakeError::Failed(format!("plugin could not make an engine: {e}")))?;
-                Ok(engine)
+                Ok((engine, Some(pid)))
             }
         }
     }
@@ -475,7 +789,8 @@ impl Supervisor {
 
     /// The worker limits of a service in process mode.
     fn limits(&self, config: &ServiceConfig) -> Limits {
-        let host = &self.inner.config.host;
+        let whole = self.config();
+        let host = &whole.host;
         Limits {
             memory: config.memory_limit,
             load: host.load_timeout,
@@ -517,15 +832,16 @@ impl Supervisor {
             service: name,
             cancel: Arc::clone(&cancel),
             loading: false,
+            swap: false,
         };
         let warming = Arc::clone(engine);
         let started = Instant::now();
         let slot = &self.inner.slots[&name];
-        let Some(config) = &slot.config else {
+        let Some(config) = slot.config() else {
             return Err(format!("{name} has no configuration"));
         };
-        let timeout = self.deadline(config, self.inner.config.host.warmup_timeout);
-        let abandoned = self.abandonable(slot, config);
+        let timeout = self.deadline(&config, self.config().host.warmup_timeout);
+        let abandoned = self.abandonable(slot, &config);
         match on_thread(format!("warmup-{name}"), timeout, cancel, abandoned, move || {
             warming.warmup(&observer)
         })
@@ -611,12 +927,12 @@ impl Supervisor {
                     if slot.abandoned.get() > 0 {
                         continue;
                     }
-                    let Some(config) = &slot.config else { continue };
+                    let Some(config) = slot.config() else { continue };
                     let probe = on_thread(
                         format!("health-{name}"),
-                        this.deadline(config, HEALTH_TIMEOUT),
+                        this.deadline(&config, HEALTH_TIMEOUT),
                         Arc::new(AtomicBool::new(false)),
-                        this.abandonable(slot, config),
+                        this.abandonable(slot, &config),
                         move || engine.health(),
                     )
                     .await;

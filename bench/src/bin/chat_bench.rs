@@ -22,15 +22,13 @@
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use clap::Parser;
 use futures_util::StreamExt;
 use hearth::{config::ServiceName, engine::ChatHandle};
-use hearth_bench::{median, ratio_of_medians, Bench, Common, Pair, PluginArgs, Retry, Run};
+use hearth_bench::{median, ratio_of_medians, Bench, Common, LlamaServer, Pair, PluginArgs, Run};
 use hearth_plugin_api::{client::Message, Flow};
 use serde_json::{json, Value};
 
@@ -171,111 +169,6 @@ fn through_plugin(chat: &ChatHandle, prompt: &str) -> Result<Reply, String> {
     reply_of(started, &stamps)
 }
 
-/// The llama-server this benchmark started; killed when dropped, and by
-/// the watchdog when the benchmark runs out of time.
-struct Server {
-    child: Arc<Mutex<Child>>,
-    port: u16,
-}
-
-impl Server {
-    fn start(cli: &Cli, bench: &Bench) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let child = Command::new(&cli.server)
-            .args([
-                "-m",
-                &cli.model.display().to_string(),
-                "--alias",
-                "smollm2",
-                "--host",
-                "127.0.0.1",
-            ])
-            .args([
-                "--port",
-                &port.to_string(),
-                "-c",
-                "2048",
-                "-t",
-                &cli.threads.to_string(),
-            ])
-            .env(
-                "LD_LIBRARY_PATH",
-                cli.server.parent().unwrap_or(std::path::Path::new(".")),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", cli.server.display()))?;
-        let server = Self {
-            child: Arc::new(Mutex::new(child)),
-            port,
-        };
-        let child = Arc::clone(&server.child);
-        bench.on_abort(move || kill(&child));
-
-        let timeout = bench.common().timeout;
-        let mut retry = Retry::within(timeout, Duration::from_millis(50));
-        loop {
-            if health_ok(port) {
-                return Ok(server);
-            }
-            let exited = server.child.lock().map_err(|e| e.to_string())?.try_wait();
-            if let Ok(Some(status)) = exited {
-                return Err(format!("llama-server exited ({status}) before answering /health"));
-            }
-            match retry.next() {
-                Some(pause) => std::thread::sleep(pause),
-                None => {
-                    return Err(format!(
-                        "llama-server did not answer /health with 200 within {} (--timeout)",
-                        humantime::format_duration(timeout)
-                    ))
-                }
-            }
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn kill(child: &Mutex<Child>) {
-    let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        kill(&self.child);
-    }
-}
-
-/// Whether `/health` answers 200 (a raw GET, to keep the timing code alone
-/// in using reqwest).
-fn health_ok(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(
-        s,
-        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
-}
-
 /// Candidate request openers; [`openers`] keeps those that give prompts of
 /// equal token length with pairwise different first tokens.
 const WORDS: &[&str] = &[
@@ -340,7 +233,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     // Open the plugin first: a wrong path fails before a server starts.
     let opened = cli.plugin.open(ServiceName::Chat)?;
     // Bounded by its own retries (--timeout), so not a step of the watchdog.
-    let server = Server::start(cli, &bench)?;
+    let server = LlamaServer::start(&cli.server, &cli.model, cli.threads, &bench)?;
     let base = server.base();
 
     let settings = json!({
