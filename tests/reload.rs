@@ -395,3 +395,139 @@ fn with_watch_an_editor_style_rename_over_the_file_reloads() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Audio samples the TTS engine makes for `text`.
+async fn samples_for(server: &TestServer, text: &'static str) -> usize {
+    let tts = server.supervisor.tts().expect("tts ready");
+    tokio::task::spawn_blocking(move || {
+        let mut n = 0;
+        tts.synthesize(text, |c| {
+            n += c.samples.len();
+            hearth_plugin_api::Flow::Continue
+        })
+        .map(|()| n)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn swapping_the_real_piper_voice_keeps_talking_and_changes_the_speech() {
+    let root = hearth_tests::repo_root();
+    let piper = |extra: &str| {
+        format!(
+            "{}[tts]\nplugin = \"tts-piper\"\n[tts.config]\nvoice = \"{root}/models/piper/en_US-joe-medium.onnx\"\n\
+             runtime = \"{root}/models/onnxruntime/libonnxruntime.so.1.32.0\"\n{extra}\n{}",
+            host_section(""),
+            scripted("chat", "reply = \"One. Two.\""),
+            root = root.display()
+        )
+    };
+    let server = TestServer::start(&piper("")).await;
+    server.wait_for("ready", |s| s.state == Overall::Ready).await;
+    let before = samples_for(&server, "Hello there, how are you?").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = tokio::spawn(talk(server.ws_url("/ws/conversation"), Arc::clone(&stop)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(server.config_path(), piper("length_scale = 1.6")).unwrap();
+    let (status, body) = post(&server, "/api/reload").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["outcome"]["services"]["tts"]["outcome"], "swapped", "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (turns, failed, _) = talker.await.unwrap();
+    assert_eq!(failed, 0, "failed turns during the swap");
+    assert!(turns >= 2, "{turns} turns");
+    let after = samples_for(&server, "Hello there, how are you?").await;
+    // A length scale of 1.6 speaks the same words about 1.6 times as long.
+    assert!(
+        after as f64 > before as f64 * 1.3,
+        "{before} samples before, {after} after"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_chat_server_shows_on_the_stream_and_a_restart_brings_it_back() {
+    let root = hearth_tests::repo_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{}{}[chat]\nplugin = \"chat-http\"\n[chat.config]\napi = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n\
+         model = \"smollm2\"\nmax_tokens = 8\n[chat.config.launch]\ncommand = \"{root}/models/llama/bin/llama-server\"\n\
+         args = [\"-m\", \"{root}/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf\", \"--alias\", \"smollm2\", \"--host\", \
+         \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
+        host_section(""),
+        scripted("tts", ""),
+        root = root.display()
+    );
+    let server = TestServer::start(&config).await;
+    server.wait_for("ready", |s| s.state == Overall::Ready).await;
+    let _probes = server.supervisor.spawn_health_probes(Duration::from_millis(200));
+    let stream = reqwest::get(server.url("/api/ready/stream?follow=true")).await.unwrap();
+    // Kill the server the plugin started.
+    let ours = format!("--port\0{port}\0");
+    let pid: i32 = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+            (cmdline.contains("llama-server") && cmdline.contains(&ours))
+                .then(|| e.file_name().to_string_lossy().parse().ok())
+                .flatten()
+        })
+        .expect("the launched llama-server");
+    // SAFETY: kill(2) on the llama-server this test's host launched.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The stream carries the health error as an event.
+    let mut body = stream.bytes_stream();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let complaint = loop {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("no health_error event within 15 s")
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        let found = buffer
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find_map(|e| e["services"]["chat"]["health_error"].as_str().map(str::to_owned));
+        if let Some(found) = found {
+            break found;
+        }
+    };
+    assert!(!complaint.is_empty());
+    assert_eq!(
+        ready_json(&server).await["services"]["chat"]["status"],
+        "ready",
+        "still ready, with a complaint"
+    );
+    let (status, _) = post(&server, "/api/services/chat/restart").await;
+    assert_eq!(status, 202);
+    let s = server
+        .wait_for("chat restarted and healthy", |s| {
+            let chat = s.service(ServiceName::Chat).unwrap();
+            chat.generation == 2 && chat.health_error.is_none()
+        })
+        .await;
+    assert_eq!(s.state, Overall::Ready);
+    let chat = server.supervisor.chat().unwrap();
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        chat.chat(&[hearth_plugin_api::client::Message::user("Name a colour.")], |t| {
+            text.push_str(t);
+            hearth_plugin_api::Flow::Continue
+        })
+        .map(|_| text)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!reply.trim().is_empty(), "the restarted engine answers");
+}

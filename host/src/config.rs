@@ -343,14 +343,25 @@ fn duration(file: &Located<'_>, value: Option<Spanned<String>>, key: &str, defau
     if parsed.is_zero() {
         return Err(file.error(value.span(), format!("`{key}` must be longer than zero")));
     }
+    // Far beyond any sane setting, and far from where arithmetic on
+    // deadlines (`Instant + Duration`) could overflow.
+    if parsed > MAX_DURATION {
+        return Err(file.error(
+            value.span(),
+            format!("`{key}` = {:?} is too long: at most 1 day", value.get_ref()),
+        ));
+    }
     Ok(parsed)
 }
 
-fn positive(file: &Located<'_>, value: Option<Spanned<i64>>, key: &str, default: usize) -> Result<usize> {
+/// The longest duration any setting accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn positive(file: &Located<'_>, value: Option<Spanned<i64>>, key: &str, default: usize, max: usize) -> Result<usize> {
     let Some(value) = value else { return Ok(default) };
     match usize::try_from(*value.get_ref()) {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(file.error(value.span(), format!("`{key}` must be a positive integer"))),
+        Ok(n) if n > 0 && n <= max => Ok(n),
+        _ => Err(file.error(value.span(), format!("`{key}` must be a whole number from 1 to {max}"))),
     }
 }
 
@@ -512,10 +523,10 @@ pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
 fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<ConversationConfig> {
     Ok(ConversationConfig {
         system_prompt: raw.system_prompt.unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
-        max_history: positive(file, raw.max_history, "max_history", 20)?,
-        max_conversations: positive(file, raw.max_conversations, "max_conversations", 4)?,
+        max_history: positive(file, raw.max_history, "max_history", 20, 10_000)?,
+        max_conversations: positive(file, raw.max_conversations, "max_conversations", 4, 10_000)?,
         max_utterance: duration(file, raw.max_utterance, "max_utterance", Duration::from_secs(30))?,
-        max_message_bytes: positive(file, raw.max_message_bytes, "max_message_bytes", 1 << 20)?,
+        max_message_bytes: positive(file, raw.max_message_bytes, "max_message_bytes", 1 << 20, 256 << 20)?,
     })
 }
 
@@ -631,6 +642,20 @@ mod tests {
         assert!(parse_bytes("2 parsecs").unwrap_err().contains("unknown unit"));
         let message = error_of("[tts]\nplugin = \"a\"\nmemory_limit = \"2X\"\n");
         assert!(message.starts_with("/etc/hearth/plugins.toml:3:16:"), "{message}");
+    }
+
+    #[test]
+    fn durations_and_counts_have_bounds() {
+        let message = error_of("[host]\nshutdown_timeout = \"300000000000years\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:2:20: `shutdown_timeout`"),
+            "{message}"
+        );
+        assert!(message.contains("at most 1 day"), "{message}");
+        let message = error_of("[conversation]\nmax_conversations = 9223372036854775807\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:21:"), "{message}");
+        assert!(message.contains("from 1 to 10000"), "{message}");
+        assert!(parse("[host]\nload_timeout = \"24h\"\n").is_ok());
     }
 
     #[test]

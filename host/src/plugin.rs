@@ -185,9 +185,33 @@ fn refused(path: &Path, name: &str, reason: impl Into<String>) -> HostError {
     }
 }
 
+/// The largest file accepted as a plugin library (1 GiB: the real ones are
+/// a few MiB to some tens).
+pub const MAX_PLUGIN_BYTES: u64 = 1 << 30;
+
 /// Checks, without running any of its code, that `path` is an ELF shared
 /// object exporting `abi_stable`'s root module symbol.
 fn validate_file(path: &Path, stem: &str) -> Result<()> {
+    // Before reading anything: a FIFO would block the read and a device such
+    // as /dev/zero would never end.
+    let metadata = std::fs::metadata(path).map_err(|source| HostError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !metadata.is_file() {
+        return Err(refused(path, stem, "not a Hearth plugin: not a regular file"));
+    }
+    if metadata.len() > MAX_PLUGIN_BYTES {
+        return Err(refused(
+            path,
+            stem,
+            format!(
+                "not a Hearth plugin: {} MiB is larger than any plugin library ({} MiB at most)",
+                metadata.len() >> 20,
+                MAX_PLUGIN_BYTES >> 20
+            ),
+        ));
+    }
     let data = std::fs::read(path).map_err(|source| HostError::Io {
         path: path.to_path_buf(),
         source,

@@ -180,7 +180,10 @@ pub async fn ready_ws(
     Query(query): Query<StreamQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |socket| push_readiness(socket, state, query.follow))
+    upgrade
+        .max_message_size(SMALL_MESSAGE)
+        .max_frame_size(SMALL_MESSAGE)
+        .on_upgrade(move |socket| push_readiness(socket, state, query.follow))
 }
 
 async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
@@ -289,8 +292,16 @@ pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) ->
 
 /// `GET /ws/test`.
 pub async fn test_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| echo(socket, state))
+    upgrade
+        .max_message_size(SMALL_MESSAGE)
+        .max_frame_size(SMALL_MESSAGE)
+        .on_upgrade(move |socket| echo(socket, state))
 }
+
+/// The largest message `/ws/test` and `/ws/ready` accept (64 KiB): neither
+/// needs more, and an echo of megabytes to a client that does not read
+/// would only fill the server's memory. Larger ones close the socket (1009).
+pub const SMALL_MESSAGE: usize = 64 << 10;
 
 async fn echo(mut socket: WebSocket, state: AppState) {
     let snapshot = state.readiness.current();
