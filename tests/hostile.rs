@@ -104,3 +104,150 @@ fn absurd_durations_and_counts_are_refused_with_their_place() {
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("from 1 to 10000"), "{output}");
 }
+
+#[tokio::test]
+async fn retries_of_a_failing_service_are_rate_limited() {
+    let server = TestServer::start(&format!(
+        "{}{}{}",
+        host_section("retry_cooldown = \"2s\""),
+        scripted("tts", "fail_load = \"broken voice\""),
+        scripted("chat", "")
+    ))
+    .await;
+    server
+        .wait_for("tts failed", |s| s.state == hearth::readiness::Overall::Error)
+        .await;
+    let client = reqwest::Client::new();
+    let url = server.url("/api/services/tts/retry");
+    assert_eq!(client.post(&url).send().await.unwrap().status(), 202);
+    server
+        .wait_for("tts failed again", |s| s.state == hearth::readiness::Overall::Error)
+        .await;
+    let refused = client.post(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After: {wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("retry_cooldown"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        client.post(&url).send().await.unwrap().status(),
+        202,
+        "allowed after the cooldown"
+    );
+}
+
+/// A real `hearth serve` whose chat engine is mid-turn and ignores stop
+/// (30 s between tokens) and whose TTS engine hangs in `shutdown`; returns
+/// the server, its configuration and the socket of the turn.
+async fn serving_a_stuck_turn(
+    shutdown_timeout: &str,
+) -> (
+    std::process::Child,
+    Scratch,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scratch = Scratch::new(&format!(
+        "{}{}{}",
+        host_section(&format!(
+            "listen = \"127.0.0.1:{port}\"\nshutdown_timeout = \"{shutdown_timeout}\""
+        )),
+        scripted("tts", "crash = \"hang\"\ncrash_in = \"shutdown\""),
+        scripted("chat", "token_ms = 30000"),
+    ));
+    let child = Command::new(hearth_bin())
+        .args(["serve", "-c", scratch.config_path().to_str().unwrap()])
+        .env("HEARTH_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/conversation"))
+        .await
+        .unwrap();
+    let _hello = socket.next().await;
+    socket
+        .send(Message::Text(
+            serde_json::json!({"type": "text", "text": "hi"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (child, scratch, socket)
+}
+
+fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+}
+
+/// Waits (at most `limit`) for the child to exit; its status and how long.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> (Option<std::process::ExitStatus>, Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (Some(status), started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (None, started.elapsed())
+}
+
+#[tokio::test]
+async fn sigterm_ends_within_shutdown_timeout_whatever_a_plugin_does() {
+    let (mut child, _scratch, mut socket) = serving_a_stuck_turn("1s").await;
+    signal(&child, libc::SIGTERM);
+    // The conversation is told the server is going away.
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    assert_eq!(closed, Some(1001));
+    let (status, took) = tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.is_some(), "still running 10 s after SIGTERM");
+    // shutdown_timeout, the 1 s the deadline spares, and some slack.
+    assert!(took < Duration::from_millis(2800), "exited {took:?} after SIGTERM");
+}
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once() {
+    let (mut child, _scratch, _socket) = serving_a_stuck_turn("60s").await;
+    signal(&child, libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, libc::SIGTERM);
+    let (status, took) = tokio::task::spawn_blocking(move || exit_within(&mut child, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let status = status.expect("still running after a second SIGTERM");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(status.code(), Some(130));
+}

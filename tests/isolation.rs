@@ -345,7 +345,7 @@ fn alive(pid: u32) -> bool {
 fn retries_of_a_hanging_service_leave_no_thread_or_process_behind() {
     let config = format!(
         "{}{}{}",
-        host_section("load_timeout = \"1s\""),
+        host_section("load_timeout = \"1s\"\nretry_cooldown = \"100ms\""),
         scripted("tts", ""),
         scripted("chat", "hang_load = true"),
     );

@@ -62,6 +62,14 @@ async function serviceAction(name, action, button, note = "connection-note") {
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       $(note).textContent = body.error ? body.error.message : `${action} failed (${response.status})`;
+      if (response.status === 429) {
+        // Too soon after the last one: say when, and offer it again then.
+        const wait = Number(response.headers.get("Retry-After") || "1");
+        setTimeout(() => {
+          button.disabled = false;
+          if ($(note).textContent.startsWith(body.error?.message || "\u0000")) $(note).textContent = "";
+        }, wait * 1000);
+      }
     }
   } catch (e) {
     $(note).textContent = `${action} failed: ${e}`;

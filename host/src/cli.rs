@@ -248,7 +248,12 @@ fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
         config.host.listen = listen;
     }
     tracing::info!(config = %config.path.display(), plugin_dir = %config.host.plugin_dir.display(), "starting");
-    runtime()?.block_on(crate::server::serve(config))?;
+    let runtime = runtime()?;
+    let served = runtime.block_on(crate::server::serve(config));
+    // Blocking tasks still inside a plugin call must not hold the exit up:
+    // the engines were told to stop within shutdown_timeout already.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    served?;
     Ok(0)
 }
 

@@ -111,6 +111,8 @@ pub struct RawHost {
     pub shutdown_timeout: Option<Spanned<String>>,
     /// Reload when the file changes on disk.
     pub watch: Option<bool>,
+    /// Shortest time between two retries (or restarts) of one service.
+    pub retry_cooldown: Option<Spanned<String>>,
 }
 
 /// `[tts]`, `[stt]` or `[chat]` as written.
@@ -185,6 +187,9 @@ pub struct HostConfig {
     pub shutdown_timeout: Duration,
     /// Default false: reload when `plugins.toml` changes on disk.
     pub watch: bool,
+    /// Default 5 s: a service is retried or restarted at most once per
+    /// this long; earlier requests get 429 with `Retry-After`.
+    pub retry_cooldown: Duration,
 }
 
 /// One service's section, resolved.
@@ -400,6 +405,7 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
         warmup_timeout: duration(file, raw.warmup_timeout, "warmup_timeout", Duration::from_secs(60))?,
         shutdown_timeout: duration(file, raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(10))?,
         watch: raw.watch.unwrap_or(false),
+        retry_cooldown: duration(file, raw.retry_cooldown, "retry_cooldown", Duration::from_secs(5))?,
     })
 }
 

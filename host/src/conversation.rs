@@ -41,6 +41,8 @@ use tokio::sync::mpsc;
 
 use crate::{config::ServiceName, router::AppState};
 
+/// Close code: the server is shutting down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code: the server cannot take the conversation now (not ready, or
 /// too many conversations). Reconnect later.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
@@ -174,7 +176,22 @@ async fn session(socket: WebSocket, state: AppState) {
     let mut utterance: Option<Utterance> = None;
     let mut turn: Option<Turn> = None;
 
-    while let Some(incoming) = stream.next().await {
+    let shutdown = state.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            incoming = stream.next() => incoming,
+            () = shutdown.cancelled() => {
+                // The server is stopping: say so (1001), and stop the turn.
+                let _ = out
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CLOSE_GOING_AWAY,
+                        reason: "the server is shutting down".into(),
+                    })))
+                    .await;
+                break;
+            }
+        };
+        let Some(incoming) = incoming else { break };
         let Ok(message) = incoming else { break };
         let size = match &message {
             Message::Text(t) => t.len(),

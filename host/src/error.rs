@@ -78,6 +78,15 @@ pub enum HostError {
     #[error("{0}")]
     Conflict(String),
 
+    /// The same request came again before its cooldown ended.
+    #[error("{what}; try again in {} s", whole_seconds(*retry_after))]
+    TooSoon {
+        /// What was refused and why.
+        what: String,
+        /// When it may be asked again.
+        retry_after: std::time::Duration,
+    },
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -122,6 +131,11 @@ impl HostError {
     }
 }
 
+/// Seconds, rounded up (a `Retry-After` must not invite a refusal).
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
+}
+
 /// The host's result type.
 pub type Result<T, E = HostError> = std::result::Result<T, E>;
 
@@ -135,6 +149,7 @@ impl HostError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_soon"),
             Self::Config { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             Self::Engine { .. } => (StatusCode::BAD_GATEWAY, "engine_error"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -155,6 +170,13 @@ impl axum::response::IntoResponse for HostError {
             self.to_string()
         };
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::TooSoon { retry_after, .. } = &self {
+            let seconds = whole_seconds(*retry_after).to_string();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }

@@ -34,6 +34,31 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Bounds shutdown, whatever a plugin is doing: after the first Ctrl-C or
+/// SIGTERM the process leaves at the latest `limit` later (with 1 s to
+/// spare for the log), and a second signal makes it leave at once. Runs on
+/// its own thread, so a runtime full of stuck tasks cannot delay it.
+fn exit_if_shutdown_stalls(limit: Duration) {
+    let deadline = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(limit + Duration::from_secs(1));
+            tracing::warn!(
+                "shutdown took longer than shutdown_timeout ({}); exiting with work still running",
+                humantime::format_duration(limit)
+            );
+            std::process::exit(0);
+        });
+    if let Err(e) = deadline {
+        tracing::warn!("cannot bound the shutdown: {e}");
+    }
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+}
+
 /// With `[host] watch = true`: reloads when `plugins.toml` changes on disk.
 /// Watches the file's directory, not the file, so that editors that save
 /// by writing a new file and renaming it over the old one are seen; a burst
@@ -146,6 +171,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tokio::spawn(async move {
         shutdown_signal().await;
         token.cancel();
+        exit_if_shutdown_stalls(drain);
     });
     tokio::spawn(reload_on_sighup(supervisor.clone()));
     let _watcher = if supervisor.config().host.watch {
@@ -153,9 +179,12 @@ pub async fn serve(config: Config) -> Result<()> {
     } else {
         None
     };
+    let started = std::time::Instant::now();
     run_http(listener, state, drain).await;
     probes.abort();
-    supervisor.shutdown(drain).await;
+    // Connections and engines share the one `shutdown_timeout`.
+    let left = drain.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+    supervisor.shutdown(left).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -64,9 +64,33 @@ struct Slot {
     starting: AtomicBool,
     /// Calls that outlived their timeout on a host thread (in-process).
     abandoned: Abandoned,
+    /// When the service was last retried or restarted (`retry_cooldown`).
+    last_retry: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Slot {
+    /// Takes a retry or restart of the service if its cooldown has ended
+    /// (a loop of retries on a failing plugin would otherwise reload it
+    /// hundreds of times a second).
+    fn take_retry(&self, name: ServiceName, cooldown: Duration) -> Result<()> {
+        let mut last = self.last_retry.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some(at) = *last {
+            let next = at + cooldown;
+            if now < next {
+                return Err(HostError::TooSoon {
+                    what: format!(
+                        "{name} was retried or restarted {} ms ago (retry_cooldown)",
+                        (now - at).as_millis()
+                    ),
+                    retry_after: next - now,
+                });
+            }
+        }
+        *last = Some(now);
+        Ok(())
+    }
+
     /// Its section, as of the latest reload.
     fn config(&self) -> Option<ServiceConfig> {
         self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -325,6 +349,7 @@ impl Supervisor {
                         tx: tx.clone(),
                         service: name,
                     },
+                    last_retry: Default::default(),
                 };
                 (name, slot)
             })
@@ -419,7 +444,11 @@ impl Supervisor {
         if slot.abandoned.get() > 0 {
             return Err(HostError::Conflict(abandoned_refusal(name, slot.abandoned.get())));
         }
-        if slot.starting.load(Ordering::Acquire) || !self.inner.tx.retrying(name) {
+        if slot.starting.load(Ordering::Acquire) {
+            return Err(HostError::Conflict(format!("{name} is already starting")));
+        }
+        slot.take_retry(name, self.config().host.retry_cooldown)?;
+        if !self.inner.tx.retrying(name) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
         let this = self.clone();
@@ -570,6 +599,7 @@ impl Supervisor {
             return Err(HostError::Conflict(abandoned_refusal(name, slot.abandoned.get())));
         }
         let guard = self.lock_reload(format!("a restart of {name}"))?;
+        slot.take_retry(name, self.config().host.retry_cooldown)?;
         let this = self.clone();
         tokio::spawn(async move {
             match this.bring_up(name, true).await {

@@ -38,9 +38,9 @@
 //!                       # bound: aborts once an address-space limit is hit),
 //!                       # "hang" (sleeps forever, ignoring cancellation)
 //! crash_in = "load"     # where `crash` happens: "load" (the default; after the
-//!                       # progress steps), "warmup", "health" or "operation"
+//!                       # progress steps), "warmup", "health", "operation"
 //!                       # (synthesize, transcribe or chat; TTS and chat first
-//!                       # stream one chunk or token)
+//!                       # stream one chunk or token) or "shutdown"
 //! crash_after = 0       # calls at `crash_in` that pass first, counted per engine
 //!                       # instance: only call N+1 crashes
 //! ```
@@ -229,6 +229,8 @@ pub enum CrashPoint {
     /// In `synthesize` (after the first chunk), `transcribe` or `chat`
     /// (after the first token).
     Operation,
+    /// In `shutdown`.
+    Shutdown,
 }
 
 impl CrashPoint {
@@ -238,6 +240,7 @@ impl CrashPoint {
             CrashPoint::Warmup => "warmup",
             CrashPoint::Health => "health",
             CrashPoint::Operation => "operation",
+            CrashPoint::Shutdown => "shutdown",
         }
     }
 }
@@ -399,6 +402,7 @@ impl Warmable for Scripted {
     fn shutdown(&self) {
         // `attempted`, not `script`: a failed load is shut down too.
         let Some(script) = self.attempted.get() else { return };
+        self.crash_point(script, CrashPoint::Shutdown);
         if let Some(path) = &script.shutdown_file {
             use std::io::Write;
             let name = script.name.clone().unwrap_or_default();
