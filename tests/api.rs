@@ -37,7 +37,7 @@ async fn body_json(response: axum::response::Response) -> serde_json::Value {
 fn idle_router() -> (axum::Router, Scratch) {
     let scratch = Scratch::new(&slow_config());
     let (supervisor, _rx) = Supervisor::new(scratch.config());
-    (router(AppState::new(supervisor)), scratch)
+    (router(AppState::new(supervisor).expect("app state")), scratch)
 }
 
 async fn get(app: &axum::Router, uri: &str) -> axum::response::Response {

@@ -251,3 +251,124 @@ async fn a_second_sigterm_exits_at_once() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(status.code(), Some(130));
 }
+
+fn ready_config(host: &str) -> String {
+    format!("{}{}{}", host_section(host), scripted("tts", ""), scripted("chat", ""))
+}
+
+#[tokio::test]
+async fn another_page_cannot_drive_hearth_and_a_rebound_name_is_not_served() {
+    let server = TestServer::start(&ready_config("allowed_origins = [\"https://app.example\"]")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    // A conversation opened by a page on another site: refused.
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        server.ws_url("/ws/conversation"),
+    )
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await.unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+    // The same from the page itself, and from an allowed origin, works.
+    for origin in [format!("http://{}", server.addr), "https://app.example".to_owned()] {
+        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            server.ws_url("/ws/conversation"),
+        )
+        .unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        assert!(tokio_tungstenite::connect_async(request).await.is_ok(), "{origin}");
+    }
+    let client = reqwest::Client::new();
+    // A cross-site POST: refused, naming the setting.
+    let response = client
+        .post(server.url("/api/warmup"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("allowed_origins"),
+        "{body}"
+    );
+    // DNS rebinding: a foreign Host is not served, even for a GET.
+    let response = client
+        .get(server.url("/api/ready"))
+        .header("host", format!("rebound.example:{}", server.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // CORS lets the allowed origin read the readiness.
+    let response = client
+        .get(server.url("/api/ready"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example");
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-s3cret-s3cret\n").unwrap();
+    let server = TestServer::start(&ready_config(&format!(
+        "admin_token_file = {:?}",
+        token_file.display().to_string()
+    )))
+    .await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/api/warmup",
+        "/api/reload",
+        "/api/services/tts/restart",
+        "/api/services/tts/retry",
+    ] {
+        let response = client.post(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let wrong = client
+            .post(server.url(path))
+            .bearer_auth("s3cret-s3cret-s3creX")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+    }
+    let response = client
+        .post(server.url("/api/warmup"))
+        .bearer_auth("s3cret-s3cret-s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Reading stays open.
+    assert_eq!(reqwest::get(server.url("/api/ready")).await.unwrap().status(), 200);
+}
+
+#[test]
+fn serving_beyond_loopback_without_a_token_is_refused_at_startup() {
+    let scratch = Scratch::new(&ready_config("listen = \"0.0.0.0:0\""));
+    let out = Command::new(hearth_bin())
+        .args(["serve", "-c", scratch.config_path().to_str().unwrap()])
+        .env("HEARTH_LOG", "error")
+        .env_remove("HEARTH_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("without an admin token")
+            && stderr.contains("admin_token_file")
+            && stderr.contains("allow_open_admin"),
+        "{stderr}"
+    );
+}

@@ -142,7 +142,7 @@ impl TestServer {
     pub async fn start(config_text: &str) -> Self {
         let scratch = Scratch::new(config_text);
         let (supervisor, _rx) = Supervisor::new(scratch.config());
-        let state = AppState::new(supervisor.clone());
+        let state = AppState::new(supervisor.clone()).expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let serving = state.clone();

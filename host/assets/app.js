@@ -58,7 +58,15 @@ function serviceLine(name, s) {
 async function serviceAction(name, action, button, note = "connection-note") {
   button.disabled = true;
   try {
-    const response = await fetch(`/api/services/${name}/${action}`, { method: "POST" });
+    let response = await fetch(`/api/services/${name}/${action}`, { method: "POST", headers: adminHeaders() });
+    if (response.status === 401) {
+      // An admin token is configured: ask once, keep it for this tab.
+      const token = window.prompt("Hearth's admin token (from [host] admin_token_file):");
+      if (token) {
+        sessionStorage.setItem("hearth-admin-token", token.trim());
+        response = await fetch(`/api/services/${name}/${action}`, { method: "POST", headers: adminHeaders() });
+      }
+    }
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       $(note).textContent = body.error ? body.error.message : `${action} failed (${response.status})`;
@@ -75,6 +83,12 @@ async function serviceAction(name, action, button, note = "connection-note") {
     $(note).textContent = `${action} failed: ${e}`;
   }
   ensureFollowing();
+}
+
+/** The admin token the person typed in this tab, if any. */
+function adminHeaders() {
+  const token = sessionStorage.getItem("hearth-admin-token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 function retry(name, button) {

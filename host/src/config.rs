@@ -113,6 +113,14 @@ pub struct RawHost {
     pub watch: Option<bool>,
     /// Shortest time between two retries (or restarts) of one service.
     pub retry_cooldown: Option<Spanned<String>>,
+    /// Other origins whose pages may drive Hearth (and read it, by CORS).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Other names this server is reached by.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// A file holding the admin token.
+    pub admin_token_file: Option<Spanned<String>>,
+    /// Serve the admin endpoints beyond loopback without a token.
+    pub allow_open_admin: Option<bool>,
 }
 
 /// `[tts]`, `[stt]` or `[chat]` as written.
@@ -190,6 +198,14 @@ pub struct HostConfig {
     /// Default 5 s: a service is retried or restarted at most once per
     /// this long; earlier requests get 429 with `Retry-After`.
     pub retry_cooldown: Duration,
+    /// Default none: origins besides the page's own that may drive Hearth.
+    pub allowed_origins: Vec<String>,
+    /// Default none: names besides localhost and the listen address.
+    pub allowed_hosts: Vec<String>,
+    /// Default none: the admin token's file (`HEARTH_ADMIN_TOKEN` wins).
+    pub admin_token_file: Option<PathBuf>,
+    /// Default false: serve admin endpoints beyond loopback without a token.
+    pub allow_open_admin: bool,
 }
 
 /// One service's section, resolved.
@@ -406,6 +422,12 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
         shutdown_timeout: duration(file, raw.shutdown_timeout, "shutdown_timeout", Duration::from_secs(10))?,
         watch: raw.watch.unwrap_or(false),
         retry_cooldown: duration(file, raw.retry_cooldown, "retry_cooldown", Duration::from_secs(5))?,
+        allowed_origins: raw.allowed_origins.unwrap_or_default(),
+        allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
+        admin_token_file: raw
+            .admin_token_file
+            .map(|f| hearth_plugin_api::resolve_path(base_dir, Path::new(f.get_ref()))),
+        allow_open_admin: raw.allow_open_admin.unwrap_or(false),
     })
 }
 

@@ -74,6 +74,14 @@ pub enum HostError {
         reason: String,
     },
 
+    /// The request may not be made from where it comes (Host or Origin).
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// The request needs the admin token.
+    #[error("{0}")]
+    Unauthorized(String),
+
     /// The request conflicts with work already running.
     #[error("{0}")]
     Conflict(String),
@@ -149,6 +157,8 @@ impl HostError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::TooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_soon"),
             Self::Config { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             Self::Engine { .. } => (StatusCode::BAD_GATEWAY, "engine_error"),

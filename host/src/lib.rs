@@ -12,7 +12,8 @@
 //! * [`services`]: the supervisor that loads, warms, retries, probes,
 //!   reloads (with [`reload`] deciding the plan) and restarts.
 //! * [`worker`]: engines in worker processes, and the worker's side.
-//! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers.
+//! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers;
+//!   [`guard`] decides who may call them.
 //! * [`conversation`]: the voice conversation WebSocket, with
 //!   [`hearth_plugin_api::text::SentenceSplitter`] splitting the streamed
 //!   reply.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod conversation;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod page;
 pub mod plugin;
 pub mod readiness;

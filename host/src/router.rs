@@ -18,22 +18,36 @@
 //! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
 //!
 //! Anything else answers a JSON error (404 or 405) from [`HostError`].
+//!
+//! Every request passes [`guard::check`] first: `Host` and `Origin` checks,
+//! and the admin token on the POST endpoints that change engines.
 
 use std::sync::Arc;
 
 use axum::{
-    http::{Method, Uri},
+    http::{header, HeaderValue, Method, Uri},
     routing::{get, post},
     Router,
 };
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{conversation, error::HostError, page, readiness::ReadinessRx, readiness_api, services::Supervisor};
+use crate::{
+    conversation,
+    error::HostError,
+    guard::{self, Guard},
+    page,
+    readiness::ReadinessRx,
+    readiness_api,
+    services::Supervisor,
+};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// Runs the engines.
     pub supervisor: Supervisor,
+    /// Who may drive Hearth.
+    pub guard: Arc<Guard>,
     /// Reads the readiness state.
     pub readiness: ReadinessRx,
     /// Cancelled when the server shuts down; long-lived streams end on it.
@@ -43,22 +57,37 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a supervisor.
-    pub fn new(supervisor: Supervisor) -> Self {
-        let conversations = Arc::new(tokio::sync::Semaphore::new(
-            supervisor.config().conversation.max_conversations,
-        ));
-        Self {
+    /// State for a supervisor, with the Host/Origin/admin checks of its
+    /// configuration (fails when the admin token file cannot be read).
+    pub fn new(supervisor: Supervisor) -> crate::Result<Self> {
+        let config = supervisor.config();
+        let guard = Arc::new(Guard::new(&config.host)?);
+        let conversations = Arc::new(tokio::sync::Semaphore::new(config.conversation.max_conversations));
+        Ok(Self {
+            guard,
             conversations,
             readiness: supervisor.subscribe(),
             supervisor,
             shutdown: tokio_util::sync::CancellationToken::new(),
-        }
+        })
     }
 }
 
-/// Builds the router with every endpoint listed in this module's header.
+/// Builds the router with every endpoint listed in this module's header,
+/// behind the [`crate::guard`] checks and CORS for `[host] allowed_origins`.
 pub fn router(state: AppState) -> Router {
+    let origins: Vec<HeaderValue> = state
+        .supervisor
+        .config()
+        .host
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
     Router::new()
         .route("/livez", get(readiness_api::livez))
         .route("/readyz", get(readiness_api::readyz))
@@ -76,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(page::asset))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
+        .layer(cors)
         .with_state(state)
 }
 

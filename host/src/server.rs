@@ -152,6 +152,7 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
 /// answers while models load), then starts the engines in the background,
 /// and on Ctrl-C or SIGTERM drains connections and shuts the engines down.
 pub async fn serve(config: Config) -> Result<()> {
+    crate::guard::check_exposure(&config.host, &crate::guard::Guard::new(&config.host)?)?;
     let listen = config.host.listen;
     let drain = config.host.shutdown_timeout;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -163,7 +164,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!("listening on http://{local}");
 
     let (supervisor, _rx) = Supervisor::new(config);
-    let state = AppState::new(supervisor.clone());
+    let state = AppState::new(supervisor.clone())?;
     let starter = supervisor.clone();
     tokio::spawn(async move { starter.start().await });
     let probes = supervisor.spawn_health_probes(HEALTH_INTERVAL);
