@@ -372,3 +372,84 @@ fn serving_beyond_loopback_without_a_token_is_refused_at_startup() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_conversation_is_closed_and_frees_its_slot() {
+    let server = TestServer::start(&format!(
+        "{}[conversation]\nidle_timeout = \"300ms\"\nmax_conversations = 1\n",
+        ready_config("")
+    ))
+    .await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Close(frame) = message {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("not closed within 5 s")
+    .expect("a close frame");
+    assert_eq!(u16::from(close.code), 1001);
+    assert!(close.reason.contains("idle for 300ms"), "{}", close.reason);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The slot is free again.
+    let (mut next, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
+        .await
+        .unwrap();
+    let hello = next.next().await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("\"ready\""), "{hello:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_its_slot_freed() {
+    // A long reply spoken at 48 kHz: tens of MiB of audio, far more than
+    // the socket buffers hold.
+    let reply = "All work and no play makes a dull voice. ".repeat(120);
+    let server = TestServer::start(&format!(
+        "{}{}{}[conversation]\nsend_timeout = \"1s\"\nmax_conversations = 1\n",
+        host_section(""),
+        scripted("tts", "sample_rate = 48000"),
+        scripted("chat", &format!("reply = {reply:?}")),
+    ))
+    .await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
+        .await
+        .unwrap();
+    let _hello = socket.next().await;
+    socket
+        .send(Message::Text(
+            serde_json::json!({"type": "text", "text": "hi"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    // Never read again. The server gives up on this client within
+    // send_timeout of its buffers filling, and takes the next one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (mut next, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
+            .await
+            .unwrap();
+        match next.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client still holds the only slot"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(socket);
+}

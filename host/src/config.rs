@@ -157,6 +157,11 @@ pub struct RawConversation {
     pub max_utterance: Option<Spanned<String>>,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_bytes: Option<Spanned<i64>>,
+    /// A conversation with neither a message nor a turn for this long is
+    /// closed.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// A client that does not take a message for this long is dropped.
+    pub send_timeout: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -269,6 +274,12 @@ pub struct ConversationConfig {
     pub max_utterance: Duration,
     /// Default 1 MiB.
     pub max_message_bytes: usize,
+    /// Default 5 min: closed (1001) after this long without a message or a
+    /// turn, so idle clients do not hold the `max_conversations` slots.
+    pub idle_timeout: Duration,
+    /// Default 10 s: a client that does not read one message for this long
+    /// is dropped, its turn cancelled and its slot freed.
+    pub send_timeout: Duration,
 }
 
 /// The system prompt used when `[conversation] system_prompt` is not set.
@@ -555,6 +566,8 @@ fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<Conv
         max_conversations: positive(file, raw.max_conversations, "max_conversations", 4, 10_000)?,
         max_utterance: duration(file, raw.max_utterance, "max_utterance", Duration::from_secs(30))?,
         max_message_bytes: positive(file, raw.max_message_bytes, "max_message_bytes", 1 << 20, 256 << 20)?,
+        idle_timeout: duration(file, raw.idle_timeout, "idle_timeout", Duration::from_secs(300))?,
+        send_timeout: duration(file, raw.send_timeout, "send_timeout", Duration::from_secs(10))?,
     })
 }
 

@@ -151,11 +151,22 @@ async fn session(socket: WebSocket, state: AppState) {
 
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    let send_timeout = limits.send_timeout;
     let writer = tokio::spawn(async move {
         while let Some(message) = out_rx.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
+            // A client that stops reading would otherwise block this task,
+            // then the turn behind it, and hold its slot until TCP gives up.
+            match tokio::time::timeout(send_timeout, sink.send(message)).await {
+                Ok(Ok(())) if !closing => {}
+                Ok(_) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "a conversation client took no message for {}; dropping it",
+                        humantime::format_duration(send_timeout)
+                    );
+                    break;
+                }
             }
         }
     });
@@ -177,9 +188,31 @@ async fn session(socket: WebSocket, state: AppState) {
     let mut turn: Option<Turn> = None;
 
     let shutdown = state.shutdown.clone();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         let incoming = tokio::select! {
-            incoming = stream.next() => incoming,
+            incoming = stream.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                incoming
+            }
+            () = &mut idle => {
+                if turn.as_ref().is_some_and(|t| !t.task.is_finished()) {
+                    // A long reply is not idleness.
+                    idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    continue;
+                }
+                let reason = format!("idle for {}", humantime::format_duration(limits.idle_timeout));
+                let _ = out
+                    .send(Message::Close(Some(CloseFrame {
+                        code: CLOSE_GOING_AWAY,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                break;
+            }
+            // The writer gave up on the client: nothing more can reach it.
+            () = out.closed() => break,
             () = shutdown.cancelled() => {
                 // The server is stopping: say so (1001), and stop the turn.
                 let _ = out
