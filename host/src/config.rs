@@ -699,6 +699,31 @@ mod tests {
         assert!(parse("[host]\nload_timeout = \"24h\"\n").is_ok());
     }
 
+    proptest::proptest! {
+        /// Any text: parsing never panics, and every error is located.
+        #[test]
+        fn any_text_parses_or_is_located(text in "\\PC{0,200}") {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.to_string().starts_with("/etc/hearth/plugins.toml"), "{}", e);
+            }
+        }
+
+        /// Plausible files with random values: never a panic, errors at a
+        /// line and column.
+        #[test]
+        fn random_values_are_checked_not_trusted(
+            key in proptest::sample::select(vec!["load_timeout", "shutdown_timeout", "warmup_timeout", "retry_cooldown"]),
+            value in "[0-9a-z .-]{0,24}",
+            count in proptest::num::i64::ANY,
+        ) {
+            let text = format!("[host]\n{key} = {value:?}\n[conversation]\nmax_conversations = {count}\n");
+            if let Err(e) = parse(&text) {
+                let message = e.to_string();
+                proptest::prop_assert!(message.starts_with("/etc/hearth/plugins.toml:2:") || message.starts_with("/etc/hearth/plugins.toml:4:"), "{}", message);
+            }
+        }
+    }
+
     #[test]
     fn columns_count_characters() {
         assert_eq!(line_column("é = 1\nab", 8), (2, 2));

@@ -661,3 +661,32 @@ async fn run_turn(
         })))
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever a client sends as text, the parser answers without
+        /// panicking, and a refusal says what was wrong.
+        #[test]
+        fn any_client_text_is_parsed_or_explained(text in "\\PC{0,120}") {
+            if let Err(e) = serde_json::from_str::<ClientMessage>(&text) {
+                proptest::prop_assert!(!describe_parse_error(&text, &e).is_empty());
+            }
+        }
+
+        /// JSON objects with a known or unknown type and random fields.
+        #[test]
+        fn any_client_object_is_parsed_or_explained(
+            kind in proptest::sample::select(vec!["start", "end", "text", "cancel", "reset", "bogus", ""]),
+            field in "[a-z_]{0,12}",
+            value in proptest::num::i64::ANY,
+        ) {
+            let text = format!("{{\"type\": {kind:?}, {field:?}: {value}}}");
+            if let Err(e) = serde_json::from_str::<ClientMessage>(&text) {
+                proptest::prop_assert!(!describe_parse_error(&text, &e).is_empty());
+            }
+        }
+    }
+}
