@@ -453,3 +453,69 @@ async fn a_client_that_stops_reading_is_dropped_and_its_slot_freed() {
     }
     drop(socket);
 }
+
+/// The next text event and the close frame of a conversation, after a bad
+/// frame.
+async fn error_then_close<S>(socket: &mut tokio_tungstenite::WebSocketStream<S>) -> (serde_json::Value, Option<u16>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut error = serde_json::Value::Null;
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Text(t) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "error" {
+                        error = v;
+                    }
+                }
+                Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await
+    .expect("no close within 5 s");
+    (error, close)
+}
+
+#[tokio::test]
+async fn oversized_frames_and_invalid_utf8_on_the_conversation_are_answered() {
+    let server = TestServer::start(&ready_config("")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    // 3 MiB and 20 MiB against the default 1 MiB limit.
+    for size in [3usize << 20, 20 << 20] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
+            .await
+            .unwrap();
+        let _hello = socket.next().await;
+        let _ = socket.send(Message::Binary(vec![1u8; size].into())).await;
+        let (error, close) = error_then_close(&mut socket).await;
+        assert_eq!(error["code"], "message_too_big", "{size}: {error}");
+        // The close frame is sent; a client still writing megabytes may
+        // see the connection reset before it reads it.
+        assert!(matches!(close, Some(1009) | None), "{size}: {close:?}");
+    }
+    // A text frame that is not UTF-8 (sent as raw frame bytes).
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(server.ws_url("/ws/conversation"), stream)
+        .await
+        .unwrap();
+    let _hello = socket.next().await;
+    let bad = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![0xff, 0xfe, 0xfd],
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        true,
+    );
+    let _ = socket.send(Message::Frame(bad)).await;
+    let (error, close) = error_then_close(&mut socket).await;
+    assert_eq!(error["code"], "bad_message", "{error}");
+    assert_eq!(close, Some(1007));
+    assert_eq!(reqwest::get(server.url("/livez")).await.unwrap().status(), 200);
+}

@@ -46,6 +46,8 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code: the server cannot take the conversation now (not ready, or
 /// too many conversations). Reconnect later.
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: a text frame was not UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Close code: a message was larger than `max_message_bytes`.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -225,7 +227,40 @@ async fn session(socket: WebSocket, state: AppState) {
             }
         };
         let Some(incoming) = incoming else { break };
-        let Ok(message) = incoming else { break };
+        let message = match incoming {
+            Ok(message) => message,
+            Err(e) => {
+                // The WebSocket layer refused the frame: say why, with the
+                // documented close code, instead of dropping the client.
+                let what = e.to_string();
+                let (code, error, reason) = if what.contains("too long") || what.contains("Space limit") {
+                    (
+                        CLOSE_TOO_BIG,
+                        error_event(
+                            "message_too_big",
+                            format!("a message over the limit of {} bytes", limits.max_message_bytes),
+                        ),
+                        "message too big",
+                    )
+                } else if what.contains("UTF-8") || what.contains("utf-8") {
+                    (
+                        CLOSE_INVALID_PAYLOAD,
+                        error_event("bad_message", "a text frame that is not UTF-8"),
+                        "text frames must be UTF-8",
+                    )
+                } else {
+                    break;
+                };
+                let _ = out.send(error).await;
+                let _ = out
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                break;
+            }
+        };
         let size = match &message {
             Message::Text(t) => t.len(),
             Message::Binary(b) => b.len(),
