@@ -519,3 +519,43 @@ async fn oversized_frames_and_invalid_utf8_on_the_conversation_are_answered() {
     assert_eq!(close, Some(1007));
     assert_eq!(reqwest::get(server.url("/livez")).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn connections_are_capped_and_half_sent_headers_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&ready_config("max_connections = 3\nheader_read_timeout = \"700ms\"")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    // Three clients that send half a request header and stop.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /api/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A fourth is answered 503 with Retry-After at once.
+    let mut fourth = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(3), fourth.read_to_string(&mut answer))
+        .await
+        .expect("no answer over the cap")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("Retry-After: 1") && answer.contains("max_connections"),
+        "{answer}"
+    );
+    // The stalled ones are closed by the header timeout...
+    for mut s in stalled {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a half-sent header kept its connection open");
+    }
+    // ...which frees their slots.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reqwest::get(server.url("/livez")).await.unwrap().status(), 200);
+}

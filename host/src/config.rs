@@ -121,6 +121,10 @@ pub struct RawHost {
     pub admin_token_file: Option<Spanned<String>>,
     /// Serve the admin endpoints beyond loopback without a token.
     pub allow_open_admin: Option<bool>,
+    /// Connections served at once.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Longest a client may take to send a request's headers.
+    pub header_read_timeout: Option<Spanned<String>>,
 }
 
 /// `[tts]`, `[stt]` or `[chat]` as written.
@@ -211,6 +215,12 @@ pub struct HostConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Default false: serve admin endpoints beyond loopback without a token.
     pub allow_open_admin: bool,
+    /// Default 10,240: connections served at once; more are answered 503
+    /// with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// Default 10 s: a client that has not sent a request's headers by then
+    /// is disconnected.
+    pub header_read_timeout: Duration,
 }
 
 /// One service's section, resolved.
@@ -439,6 +449,13 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
             .admin_token_file
             .map(|f| hearth_plugin_api::resolve_path(base_dir, Path::new(f.get_ref()))),
         allow_open_admin: raw.allow_open_admin.unwrap_or(false),
+        max_connections: positive(file, raw.max_connections, "max_connections", 10_240, 1_000_000)?,
+        header_read_timeout: duration(
+            file,
+            raw.header_read_timeout,
+            "header_read_timeout",
+            Duration::from_secs(10),
+        )?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Binding the listener, starting the engines, serving, and shutting down
 //! gracefully on Ctrl-C or SIGTERM with a bounded drain.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::Config,
@@ -130,22 +130,98 @@ async fn reload_on_sighup(supervisor: Supervisor) {
 /// Serves the router on `listener` until `state.shutdown` is cancelled,
 /// then gives open connections at most `drain` to finish. Streams end on the
 /// token by themselves; anything still open after `drain` is dropped.
+///
+/// One hyper HTTP/1 connection per accepted socket (with upgrades, for the
+/// WebSockets), at most `[host] max_connections` at once — one more is
+/// answered 503 with `Retry-After` and closed — and each must send its
+/// request headers within `header_read_timeout`.
 pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain: Duration) {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
     let token = state.shutdown.clone();
+    let host = state.supervisor.config().host.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(host.max_connections));
     let app = router(state);
-    let stop = token.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    let server = tokio::spawn(async move { server.await });
-    token.cancelled().await;
-    match tokio::time::timeout(drain, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("all connections closed"),
-        Ok(Ok(Err(e))) => tracing::warn!("server error while draining: {e}"),
-        Ok(Err(e)) => tracing::warn!("server task failed: {e}"),
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: wait a moment, do not spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = token.cancelled() => break,
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream, host.max_connections));
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(host.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stop.cancelled() => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    // Every connection holds a permit until it ends.
+    let all = u32::try_from(host.max_connections).unwrap_or(u32::MAX);
+    let closed = tokio::time::timeout(drain, slots.acquire_many(all)).await;
+    match closed {
+        Ok(_) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(
             "connections still open after {}; closing them",
             humantime::format_duration(drain)
         ),
     }
+}
+
+/// The listen backlog: room for a storm of connects (10,000 SSE
+/// subscribers at once) while the accept loop catches up. The kernel caps
+/// it at `net.core.somaxconn`.
+const BACKLOG: u32 = 16_384;
+
+/// Binds `addr` with [`BACKLOG`].
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Answers a connection over `max_connections` with 503 and closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "{{\"error\":{{\"code\":\"busy\",\"message\":\"{max} connections are open (max_connections); retry in a second\"}}}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(response.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves `config` until a shutdown signal: binds first (so probes get
@@ -155,7 +231,7 @@ pub async fn serve(config: Config) -> Result<()> {
     crate::guard::check_exposure(&config.host, &crate::guard::Guard::new(&config.host)?)?;
     let listen = config.host.listen;
     let drain = config.host.shutdown_timeout;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+    let listener = bind(listen).map_err(|e| {
         HostError::Other(format!(
             "cannot listen on {listen}: {e}; pick another address with --listen or [host] listen"
         ))
