@@ -6,13 +6,15 @@
 //! host is SIGKILLed. Driven by the scripted fixture's `crash` modes.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use hearth::{config::ServiceName, readiness::Phase};
 use hearth_plugin_api::Flow;
-use hearth_tests::{hearth, hearth_bin, host_section, scripted, scripted_with, text, Scratch, TestServer};
+use hearth_tests::{
+    hearth, hearth_bin, host_section, llama_chat, scripted, scripted_with, text, Scratch, ServeProcess, TestServer,
+};
 
 /// The failure message of `service`, waiting (at most 30 s) for it to fail.
 async fn failure(server: &TestServer, service: ServiceName) -> String {
@@ -241,75 +243,6 @@ async fn stop_from_the_sink_reaches_the_plugin_across_the_boundary() {
     assert_eq!(chunks, vec!["One."]);
 }
 
-/// A real `hearth serve` on a free port, with its stderr kept.
-struct Served {
-    child: Child,
-    port: u16,
-    _scratch: Scratch,
-}
-
-impl Served {
-    fn start(config: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let scratch = Scratch::new(config);
-        let child = Command::new(hearth_bin())
-            .args(["serve", "-c", scratch.config_path().to_str().unwrap(), "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env("HEARTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hearth serve starts");
-        Self {
-            child,
-            port,
-            _scratch: scratch,
-        }
-    }
-
-    fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let body = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.port)).ok()?;
-        body.json().ok()
-    }
-
-    fn post(&self, path: &str) -> u16 {
-        reqwest::blocking::Client::new()
-            .post(format!("http://127.0.0.1:{}{path}", self.port))
-            .send()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    }
-
-    /// Polls `/api/ready` (at most 30 s) until `done` holds.
-    fn wait(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(json) = self.get("/api/ready") {
-                if done(&json) {
-                    return json;
-                }
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Threads of process `pid`.
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -349,7 +282,7 @@ fn retries_of_a_hanging_service_leave_no_thread_or_process_behind() {
         scripted("tts", ""),
         scripted("chat", "hang_load = true"),
     );
-    let served = Served::start(&config);
+    let served = ServeProcess::start(&config);
     served.wait("chat failed", |j| j["services"]["chat"]["status"] == "failed");
     served.wait("tts ready", |j| j["services"]["tts"]["status"] == "ready");
     let baseline_threads = threads(served.pid());
@@ -386,7 +319,7 @@ fn workers_die_with_a_sigkilled_host() {
         scripted("stt", "transcript = \"x\""),
         scripted("chat", ""),
     );
-    let mut served = Served::start(&config);
+    let mut served = ServeProcess::start(&config);
     let json = served.wait("ready", |j| {
         j["ready"] == true && j["services"]["stt"]["status"] == "ready"
     });
@@ -447,6 +380,20 @@ fn a_library_whose_constructor_crashes_is_reported_by_check_inspect_and_serve() 
         hearth_tests::plugin("scripted-chat").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stdout));
+    // `hearth serve`: every worker dies opening its library; the host lives
+    // and says why.
+    let served = ServeProcess::start_with_env(
+        &format!("{}{}{}", host_section(""), scripted("tts", ""), scripted("chat", "")),
+        &[("HEARTH_SCRIPTED_CONSTRUCTOR_CRASH", "abort")],
+    );
+    let json = served.wait("tts failed", |j| j["services"]["tts"]["status"] == "failed");
+    let error = json["services"]["tts"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("died: signal 6 (SIGABRT) while opening the library"),
+        "{error}"
+    );
+    assert_eq!(json["state"], "ERROR");
+    assert_eq!(served.status("/livez"), 200, "the host lives");
 }
 
 /// Live descendants of `pid` (children, grandchildren, ...).
@@ -464,23 +411,10 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 #[test]
 fn a_workers_own_children_die_with_a_sigkilled_host() {
-    let root = hearth_tests::repo_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = hearth_tests::free_port();
     // The chat worker starts llama-server itself (the default setup).
-    let config = format!(
-        "{}{}[chat]\nplugin = \"chat-http\"\n[chat.config]\napi = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n\
-         model = \"smollm2\"\nmax_tokens = 8\n[chat.config.launch]\ncommand = \"{root}/models/llama/bin/llama-server\"\n\
-         args = [\"-m\", \"{root}/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf\", \"--alias\", \"smollm2\", \"--host\", \
-         \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
-        host_section(""),
-        scripted("tts", ""),
-        root = root.display()
-    );
-    let mut served = Served::start(&config);
+    let config = format!("{}{}{}", host_section(""), scripted("tts", ""), llama_chat(port));
+    let mut served = ServeProcess::start(&config);
     served.wait("ready", |j| j["ready"] == true);
     let family = descendants(served.pid());
     // Two workers and llama-server under the chat worker.

@@ -4,7 +4,6 @@
 //! nothing that serves; a ready service can be restarted.
 
 use std::{
-    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -14,7 +13,7 @@ use std::{
 
 use futures_util::{SinkExt, StreamExt};
 use hearth::{config::ServiceName, readiness::Overall};
-use hearth_tests::{hearth, hearth_bin, host_section, scripted, text, Scratch, TestServer};
+use hearth_tests::{hearth, host_section, llama_chat, scripted, text, ServeProcess, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -278,62 +277,50 @@ async fn restart_swaps_in_a_fresh_engine_and_reloads_are_serialized() {
 
 #[test]
 fn hearth_reload_and_sighup_reach_a_running_server() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = |rate: u32| {
-        config(&format!("sample_rate = {rate}"), "")
-            .replace("[host]", &format!("[host]\nlisten = \"127.0.0.1:{port}\""))
-    };
-    let scratch = Scratch::new(&text(8000));
-    let path = scratch.config_path();
-    let mut child = Command::new(hearth_bin())
-        .args(["serve", "-c", path.to_str().unwrap()])
-        .env("HEARTH_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let generation = || -> Option<u64> {
-        let json: Value = reqwest::blocking::get(format!("http://127.0.0.1:{port}/api/ready"))
-            .ok()?
-            .json()
-            .ok()?;
-        json["services"]["tts"]["generation"].as_u64()
-    };
-    let wait = |want: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while generation() != Some(want) {
-            assert!(Instant::now() < deadline, "generation never reached {want}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait(1);
+    let text = |rate: u32| config(&format!("sample_rate = {rate}"), "");
+    let served = ServeProcess::start(&text(8000));
+    let path = served.scratch.config_path();
+    let listen = format!("127.0.0.1:{}", served.port);
+    wait_generation(&served, 1);
     std::fs::write(&path, text(16000)).unwrap();
-    let out = hearth(&["reload", "-c", path.to_str().unwrap()]);
+    let out = hearth(&["reload", "-c", path.to_str().unwrap(), "--listen", &listen]);
     assert!(out.status.success(), "{}{}", text_of(&out.stdout), text_of(&out.stderr));
     let stdout = text_of(&out.stdout);
     assert!(stdout.starts_with("reload #1: tts swap"), "{stdout}");
     assert!(stdout.contains("tts: swapped"), "{stdout}");
-    wait(2);
+    wait_generation(&served, 2);
     // SIGHUP does the same.
     std::fs::write(&path, text(22050)).unwrap();
     // SAFETY: kill(2) on the child this test started and has not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    wait(3);
+    unsafe { libc::kill(served.pid() as i32, libc::SIGHUP) };
+    wait_generation(&served, 3);
     // An invalid file: exit 2 with the place, before asking the server.
     std::fs::write(&path, "[host\n").unwrap();
-    let out = hearth(&["reload", "-c", path.to_str().unwrap()]);
+    let out = hearth(&["reload", "-c", path.to_str().unwrap(), "--listen", &listen]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text_of(&out.stderr).contains("plugins.toml:1:"),
         "{}",
         text_of(&out.stderr)
     );
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// Waits (at most 20 s) until the TTS engine of `served` is the `want`th.
+fn wait_generation(served: &ServeProcess, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = served
+            .get("/api/ready")
+            .and_then(|j| j["services"]["tts"]["generation"].as_u64());
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "generation never reached {want} (at {now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn text_of(bytes: &[u8]) -> String {
@@ -342,58 +329,24 @@ fn text_of(bytes: &[u8]) -> String {
 
 #[test]
 fn with_watch_an_editor_style_rename_over_the_file_reloads() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = |rate: u32| {
-        config(&format!("sample_rate = {rate}"), "").replace(
-            "[host]",
-            &format!("[host]\nlisten = \"127.0.0.1:{port}\"\nwatch = true"),
-        )
-    };
-    let scratch = Scratch::new(&text(8000));
-    let path = scratch.config_path();
-    let mut child = Command::new(hearth_bin())
-        .args(["serve", "-c", path.to_str().unwrap()])
-        .env("HEARTH_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let generation = || -> Option<u64> {
-        let json: Value = reqwest::blocking::get(format!("http://127.0.0.1:{port}/api/ready"))
-            .ok()?
-            .json()
-            .ok()?;
-        json["services"]["tts"]["generation"].as_u64()
-    };
-    let wait = |want: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while generation() != Some(want) {
-            assert!(
-                Instant::now() < deadline,
-                "generation never reached {want} (at {:?})",
-                generation()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait(1);
+    let text = |rate: u32| config(&format!("sample_rate = {rate}"), "").replace("[host]", "[host]\nwatch = true");
+    let served = ServeProcess::start(&text(8000));
+    let path = served.scratch.config_path();
+    wait_generation(&served, 1);
     // As vim or an IDE saves: a new file, renamed over the old one.
-    let tmp = scratch.dir.path().join(".plugins.toml.swp");
+    let tmp = served.scratch.dir.path().join(".plugins.toml.swp");
     std::fs::write(&tmp, text(16000)).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    wait(2);
+    wait_generation(&served, 2);
     // A write in place is seen too, and an unrelated file is not.
-    std::fs::write(scratch.dir.path().join("notes.txt"), "x").unwrap();
+    std::fs::write(served.scratch.dir.path().join("notes.txt"), "x").unwrap();
     std::fs::write(&path, text(22050)).unwrap();
-    wait(3);
+    wait_generation(&served, 3);
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(generation(), Some(3), "one reload per save");
-    let _ = child.kill();
-    let _ = child.wait();
+    let generation = served
+        .get("/api/ready")
+        .and_then(|j| j["services"]["tts"]["generation"].as_u64());
+    assert_eq!(generation, Some(3), "one reload per save");
 }
 
 /// Audio samples the TTS engine makes for `text`.
@@ -449,21 +402,8 @@ async fn swapping_the_real_piper_voice_keeps_talking_and_changes_the_speech() {
 
 #[tokio::test]
 async fn a_dead_chat_server_shows_on_the_stream_and_a_restart_brings_it_back() {
-    let root = hearth_tests::repo_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "{}{}[chat]\nplugin = \"chat-http\"\n[chat.config]\napi = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n\
-         model = \"smollm2\"\nmax_tokens = 8\n[chat.config.launch]\ncommand = \"{root}/models/llama/bin/llama-server\"\n\
-         args = [\"-m\", \"{root}/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf\", \"--alias\", \"smollm2\", \"--host\", \
-         \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
-        host_section(""),
-        scripted("tts", ""),
-        root = root.display()
-    );
+    let port = hearth_tests::free_port();
+    let config = format!("{}{}{}", host_section(""), scripted("tts", ""), llama_chat(port));
     let server = TestServer::start(&config).await;
     server.wait_for("ready", |s| s.state == Overall::Ready).await;
     let _probes = server.supervisor.spawn_health_probes(Duration::from_millis(200));

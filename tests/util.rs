@@ -204,3 +204,103 @@ pub async fn wait_for(
         ),
     }
 }
+
+/// A real `hearth serve` process on a free loopback port, killed on drop.
+pub struct ServeProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub port: u16,
+    /// Its configuration's directory.
+    pub scratch: Scratch,
+}
+
+impl ServeProcess {
+    /// Starts `hearth serve` with `config` (its `[host] listen` is
+    /// overridden by `--listen` on a free port).
+    pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Like [`ServeProcess::start`], with environment variables set.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let scratch = Scratch::new(config);
+        let child = std::process::Command::new(hearth_bin())
+            .args(["serve", "-c", scratch.config_path().to_str().unwrap(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .env("HEARTH_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("hearth serve starts");
+        Self { child, port, scratch }
+    }
+
+    /// A GET's JSON body, or `None`.
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let body = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.port)).ok()?;
+        body.json().ok()
+    }
+
+    /// A GET's status, 0 when nothing answers.
+    pub fn status(&self, path: &str) -> u16 {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.port)).map_or(0, |r| r.status().as_u16())
+    }
+
+    /// A POST's status, 0 when nothing answers.
+    pub fn post(&self, path: &str) -> u16 {
+        reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .map_or(0, |r| r.status().as_u16())
+    }
+
+    /// Polls `/api/ready` (at most 30 s) until `done` holds.
+    pub fn wait(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(json) = self.get("/api/ready") {
+                if done(&json) {
+                    return json;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A `[chat]` section for chat-http launching the fetched llama-server on
+/// `port` (absolute paths into the repository's `models/`).
+pub fn llama_chat(port: u16) -> String {
+    let root = repo_root();
+    format!(
+        "[chat]\nplugin = \"chat-http\"\n[chat.config]\napi = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n\
+         model = \"smollm2\"\nmax_tokens = 8\n[chat.config.launch]\ncommand = \"{root}/models/llama/bin/llama-server\"\n\
+         args = [\"-m\", \"{root}/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf\", \"--alias\", \"smollm2\", \"--host\", \
+         \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
+        root = root.display()
+    )
+}
