@@ -333,7 +333,7 @@ pub fn validate(path: &Path) -> Checked {
         let Some((type_name, block_bytes, block_elems)) = tensor_type(ttype) else {
             invalid!("tensor '{name}' has unsupported type {ttype}");
         };
-        if first_dim as u64 % block_elems != 0 {
+        if !(first_dim as u64).is_multiple_of(block_elems) {
             invalid!(
                 "tensor '{name}' ({type_name}) has a row of {first_dim} elements, not a multiple of {block_elems}"
             );
