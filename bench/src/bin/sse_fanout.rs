@@ -107,8 +107,11 @@ async fn subscriber(
     n: usize,
 ) -> Result<(), String> {
     let mut stream = connect(&addr, within).await?;
+    // The address as Host: Hearth serves only requests that name it.
+    let request =
+        format!("GET /api/ready/stream?follow=true HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
     stream
-        .write_all(b"GET /api/ready/stream?follow=true HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("request: {e}"))?;
     let mut buf = Vec::new();
@@ -172,8 +175,10 @@ async fn cycle(cli: &Cli, bench: &Bench, run: Run) -> Result<Sample, String> {
         let _guard = bench.guard(format!("{run}: fan-out to {n} subscribers"));
         let started = Instant::now();
         let mut trigger = TcpStream::connect(addr).await.map_err(|e| format!("trigger: {e}"))?;
+        let request =
+            format!("POST /api/warmup HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         trigger
-            .write_all(b"POST /api/warmup HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(request.as_bytes())
             .await
             .map_err(|e| format!("trigger: {e}"))?;
         tokio::select! {
