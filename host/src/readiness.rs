@@ -231,7 +231,8 @@ pub struct Next {
 }
 
 impl ServiceRecord {
-    fn new(name: ServiceName, required: bool) -> Self {
+    /// A service that has not started: pending, nothing known yet.
+    pub(crate) fn new(name: ServiceName, required: bool) -> Self {
         Self {
             name,
             required,

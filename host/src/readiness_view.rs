@@ -259,26 +259,8 @@ mod tests {
 
     fn bare(name: ServiceName, required: bool, phase: Phase) -> ServiceRecord {
         ServiceRecord {
-            name,
-            required,
             phase,
-            plugin: None,
-            engine: None,
-            model: None,
-            loaded_at: None,
-            load_time_ms: None,
-            warmup_time_ms: None,
-            warmed: None,
-            rewarming: false,
-            health_error: None,
-            timeline: Timeline::default(),
-            isolation: None,
-            worker_pid: None,
-            workers_started: 0,
-            abandoned_calls: 0,
-            next: None,
-            generation: 0,
-            reload_error: None,
+            ..ServiceRecord::new(name, required)
         }
     }
 
