@@ -35,10 +35,15 @@ test("loading screen advances, then the conversation opens only when ready", asy
     let sawReadyAt = null;
     const deadline = Date.now() + 20000;
     while (Date.now() < deadline) {
-      const state = await page.locator("#state-name").textContent();
+      // State and visibility read in one step: READY may arrive between
+      // two separate reads.
+      const [state, conversationShown] = await page.evaluate(() => [
+        document.querySelector("#state-name").textContent,
+        !document.querySelector("#conversation").hidden,
+      ]);
       if (state !== "READY") {
         // Until READY: no conversation, no WebSocket.
-        assert.equal(await page.locator("#conversation").isVisible(), false, "conversation visible before READY");
+        assert.equal(conversationShown, false, "conversation visible before READY");
         assert.equal(sockets.length, 0, `a WebSocket was opened in state ${state}`);
         widths.push(Number(await page.locator("#progress").getAttribute("aria-valuenow")));
         for (const li of await page.locator("#services li.ready").all()) {
