@@ -1,8 +1,10 @@
-//! Hostile input, replayed against real servers and the real binary: the
-//! findings of the hardening review that are fixed so far (the rest of that
-//! review is still open; see the issue). Oversized messages on the small
-//! WebSockets, a FIFO or a device as a plugin path, absurd durations and
-//! counts in `plugins.toml`.
+//! Hostile input, replayed against real servers and the real binary: each
+//! finding of the hardening review (other pages and rebound names, the
+//! admin token, oversized and invalid frames, clients that stop reading or
+//! never finish their headers, connection floods including open
+//! WebSockets, retry storms, stuck plugins at shutdown, absurd values in
+//! `plugins.toml`, a FIFO or a device as a plugin path) and the behaviour
+//! that now answers it.
 
 use std::{
     process::Command,
@@ -558,4 +560,40 @@ async fn connections_are_capped_and_half_sent_headers_time_out() {
     // ...which frees their slots.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(reqwest::get(server.url("/livez")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn open_websockets_hold_their_connection_slots() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(&ready_config("max_connections = 2")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    // Two upgraded WebSockets fill the cap: after the upgrade hyper's
+    // connection is done, but the socket still counts.
+    let mut sockets = Vec::new();
+    for path in ["/ws/test", "/ws/ready?follow=true"] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url(path)).await.unwrap();
+        let _greeting = socket.next().await;
+        sockets.push(socket);
+    }
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(3), third.read_to_string(&mut answer))
+        .await
+        .expect("no answer over the cap")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // Closing one frees its slot.
+    let mut first = sockets.remove(0);
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = first.next().await {}
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match reqwest::get(server.url("/livez")).await {
+            Ok(r) if r.status() == 200 => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("the closed WebSocket's slot was not freed: {other:?}"),
+        }
+    }
 }

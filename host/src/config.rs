@@ -21,7 +21,7 @@ use crate::error::{HostError, Result};
 pub const DEFAULT_CONFIG_FILE: &str = "plugins.toml";
 
 /// One of the three services Hearth runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceName {
     /// Text to speech.
@@ -166,6 +166,8 @@ pub struct RawConversation {
     pub idle_timeout: Option<Spanned<String>>,
     /// A client that does not take a message for this long is dropped.
     pub send_timeout: Option<Spanned<String>>,
+    /// Bytes waiting for one client before the turn waits for it.
+    pub send_queue_bytes: Option<Spanned<i64>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -290,6 +292,11 @@ pub struct ConversationConfig {
     /// Default 10 s: a client that does not read one message for this long
     /// is dropped, its turn cancelled and its slot freed.
     pub send_timeout: Duration,
+    /// Default 4 MiB: the most bytes of events and audio queued for one
+    /// client. A turn that gets this far ahead of its client waits (and,
+    /// after `send_timeout` with nothing taken, the client is dropped), so
+    /// a client that stops reading costs the server at most this much.
+    pub send_queue_bytes: usize,
 }
 
 /// The system prompt used when `[conversation] system_prompt` is not set.
@@ -585,6 +592,7 @@ fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<Conv
         max_message_bytes: positive(file, raw.max_message_bytes, "max_message_bytes", 1 << 20, 256 << 20)?,
         idle_timeout: duration(file, raw.idle_timeout, "idle_timeout", Duration::from_secs(300))?,
         send_timeout: duration(file, raw.send_timeout, "send_timeout", Duration::from_secs(10))?,
+        send_queue_bytes: positive(file, raw.send_queue_bytes, "send_queue_bytes", 4 << 20, 1 << 30)?,
     })
 }
 

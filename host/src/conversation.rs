@@ -28,6 +28,7 @@ use axum::{
         State,
     },
     response::Response,
+    Extension,
 };
 use futures_util::{SinkExt, StreamExt};
 use hearth_plugin_api::{
@@ -37,9 +38,9 @@ use hearth_plugin_api::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::{config::ServiceName, router::AppState};
+use crate::{config::ServiceName, router::AppState, server::ConnectionSlot};
 
 /// Close code: the server is shutting down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -82,13 +83,20 @@ fn mono() -> u16 {
 }
 
 /// `GET /ws/conversation`.
-pub async fn conversation_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn conversation_ws(
+    State(state): State<AppState>,
+    slot: Option<Extension<ConnectionSlot>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let limit = state.supervisor.config().conversation.max_message_bytes;
     // The WebSocket layer's own limit is a backstop; the session checks the
     // configured limit itself so it can say why before closing.
     upgrade
         .max_message_size(limit.saturating_mul(2).max(64 * 1024))
-        .on_upgrade(move |socket| session(socket, state))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            session(socket, state).await;
+        })
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, reason: String) {
@@ -108,6 +116,59 @@ fn event(value: serde_json::Value) -> Message {
 
 fn error_event(code: &str, message: impl Into<String>) -> Message {
     event(json!({ "type": "error", "code": code, "message": message.into() }))
+}
+
+/// What waits to be sent to one client, bounded in bytes
+/// (`[conversation] send_queue_bytes`): a sender waits while the queue is
+/// full, and fails once the client is gone.
+#[derive(Clone)]
+struct Outbox {
+    queue: mpsc::UnboundedSender<(Message, OwnedSemaphorePermit)>,
+    /// One permit per byte queued; closed when the writer stops.
+    room: Arc<Semaphore>,
+    limit: u32,
+}
+
+/// The client is gone: nothing more can be sent to it.
+#[derive(Debug)]
+struct Gone;
+
+impl Outbox {
+    fn new(limit: usize) -> (Self, mpsc::UnboundedReceiver<(Message, OwnedSemaphorePermit)>) {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX).max(1);
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(limit as usize));
+        (Self { queue, room, limit }, receiver)
+    }
+
+    /// What `message` costs in the queue: its payload's bytes, at least one
+    /// and at most the whole queue (so a message larger than the queue
+    /// still goes, alone).
+    fn cost(&self, message: &Message) -> u32 {
+        let bytes = match message {
+            Message::Text(text) => text.as_str().len(),
+            Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data.len(),
+            Message::Close(_) => 0,
+        };
+        u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.limit)
+    }
+
+    /// Queues `message`, waiting while the queue is full.
+    async fn send(&self, message: Message) -> Result<(), Gone> {
+        let cost = self.cost(&message);
+        let room = Arc::clone(&self.room).acquire_many_owned(cost).await.map_err(|_| Gone)?;
+        self.queue.send((message, room)).map_err(|_| Gone)
+    }
+
+    /// [`Outbox::send`] from a blocking thread (the engines' callbacks).
+    fn blocking_send(&self, message: Message) -> Result<(), Gone> {
+        tokio::runtime::Handle::current().block_on(self.send(message))
+    }
+
+    /// Resolves when the writer has stopped.
+    async fn closed(&self) {
+        self.queue.closed().await;
+    }
 }
 
 /// An utterance being received.
@@ -152,10 +213,11 @@ async fn session(socket: WebSocket, state: AppState) {
     };
 
     let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(256);
+    let (out, mut out_rx) = Outbox::new(limits.send_queue_bytes);
     let send_timeout = limits.send_timeout;
+    let room = Arc::clone(&out.room);
     let writer = tokio::spawn(async move {
-        while let Some(message) = out_rx.recv().await {
+        while let Some((message, _room)) = out_rx.recv().await {
             let closing = matches!(message, Message::Close(_));
             // A client that stops reading would otherwise block this task,
             // then the turn behind it, and hold its slot until TCP gives up.
@@ -171,6 +233,8 @@ async fn session(socket: WebSocket, state: AppState) {
                 }
             }
         }
+        // Senders waiting for room learn that the client is gone.
+        room.close();
     });
 
     let stt_ready = state.supervisor.is_ready(ServiceName::Stt);
@@ -454,7 +518,7 @@ fn check_format(format: &str, sample_rate: u32, channels: u16) -> Result<(), Str
 
 async fn start_turn(
     state: &AppState,
-    out: &mpsc::Sender<Message>,
+    out: &Outbox,
     history: &Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
     input: Input,
     previous: Option<Turn>,
@@ -479,7 +543,7 @@ fn ms(d: Duration) -> f64 {
 
 async fn run_turn(
     state: AppState,
-    out: mpsc::Sender<Message>,
+    out: Outbox,
     history: Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
     input: Input,
     cancel: Arc<AtomicBool>,
@@ -723,5 +787,36 @@ mod tests {
                 proptest::prop_assert!(!describe_parse_error(&text, &e).is_empty());
             }
         }
+    }
+
+    fn binary(bytes: usize) -> Message {
+        Message::Binary(vec![0u8; bytes].into())
+    }
+
+    #[tokio::test]
+    async fn the_outbox_holds_at_most_its_bytes_and_fails_once_the_client_is_gone() {
+        let (out, mut queued) = Outbox::new(1000);
+        out.send(binary(600)).await.unwrap();
+        // 600 + 600 > 1000: the second waits until the first is sent.
+        let sender = out.clone();
+        let second = tokio::spawn(async move { sender.send(binary(600)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "the queue took more than its bytes");
+        let first = queued.recv().await.unwrap();
+        drop(first);
+        second.await.unwrap().unwrap();
+        // A message larger than the whole queue still goes, alone.
+        let (message, _room) = queued.recv().await.unwrap();
+        assert_eq!(out.cost(&message), 600);
+        drop((message, _room));
+        out.send(binary(5000)).await.unwrap();
+        assert_eq!(out.room.available_permits(), 0);
+        // The writer stops: a waiting sender fails instead of hanging.
+        let sender = out.clone();
+        let blocked = tokio::spawn(async move { sender.send(binary(10)).await });
+        out.room.close();
+        assert!(blocked.await.unwrap().is_err());
+        drop(queued);
+        assert!(out.send(binary(1)).await.is_err());
     }
 }

@@ -12,6 +12,7 @@ use axum::{
         ws::{Message, WebSocket, WebSocketUpgrade},
         Path, Query, State,
     },
+    Extension,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -24,6 +25,7 @@ use crate::{
     error::HostError,
     readiness::{ReadinessRx, Snapshot},
     router::AppState,
+    server::ConnectionSlot,
 };
 
 /// Seconds a client should wait before asking again while not ready.
@@ -178,12 +180,16 @@ pub async fn ready_stream(State(state): State<AppState>, Query(query): Query<Str
 pub async fn ready_ws(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
+    slot: Option<Extension<ConnectionSlot>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     upgrade
         .max_message_size(SMALL_MESSAGE)
         .max_frame_size(SMALL_MESSAGE)
-        .on_upgrade(move |socket| push_readiness(socket, state, query.follow))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            push_readiness(socket, state, query.follow).await;
+        })
 }
 
 async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
@@ -291,11 +297,18 @@ pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) ->
 }
 
 /// `GET /ws/test`.
-pub async fn test_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn test_ws(
+    State(state): State<AppState>,
+    slot: Option<Extension<ConnectionSlot>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     upgrade
         .max_message_size(SMALL_MESSAGE)
         .max_frame_size(SMALL_MESSAGE)
-        .on_upgrade(move |socket| echo(socket, state))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            echo(socket, state).await;
+        })
 }
 
 /// The largest message `/ws/test` and `/ws/ready` accept (64 KiB): neither

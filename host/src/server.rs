@@ -140,6 +140,7 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
         rt::{TokioIo, TokioTimer},
         service::TowerToHyperService,
     };
+    use tower::ServiceExt as _;
     let token = state.shutdown.clone();
     let host = state.supervisor.config().host.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(host.max_connections));
@@ -161,7 +162,16 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
             tokio::spawn(refuse_busy(stream, host.max_connections));
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The permit rides in the request too, so a WebSocket handler can
+        // keep it for as long as the upgraded connection lives.
+        let permit = Arc::new(permit);
+        let slot = ConnectionSlot(Arc::clone(&permit));
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(slot.clone());
+                request
+            },
+        ));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(host.header_read_timeout)
@@ -192,6 +202,12 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
         ),
     }
 }
+
+/// One of the `max_connections` slots, held by a connection until it ends.
+/// A WebSocket handler takes it (an `Extension`) into its session, because
+/// after the upgrade hyper's connection task is done but the socket is not.
+#[derive(Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// The listen backlog: room for a storm of connects (10,000 SSE
 /// subscribers at once) while the accept loop catches up. The kernel caps
