@@ -11,6 +11,9 @@ packages=(
   wrk                          # HTTP benchmark
   chromium chromium-driver     # the browser tests of the web page
   sox                          # audio checks in benchmarks
+  systemd                      # systemd-analyze verify of deploy/systemd/hearth.service
+  prometheus                   # promtool: checks deploy/prometheus (the server is not run, see below)
+  buildah mmdebstrap           # the container image: deploy/build-image.sh, scripts/check-deploy.sh
 )
 
 missing=()
@@ -27,4 +30,9 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Only promtool is wanted from the prometheus package: on a machine run by systemd, stop and
+# disable the server its installation starts.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
 echo "system packages: installed"

@@ -21,7 +21,11 @@ step "Rust tests"
 cargo test --workspace --no-fail-fast
 step "model converter tests"
 "$CACHE/venv-tools/bin/python" -m pytest -q tests/converter
+step "OpenAPI document and schemathesis against a live server"
+./scripts/check-openapi.sh
 if [ -f tests/browser/package.json ]; then
   step "browser tests"
   ./tests/browser/run.sh
 fi
+step "deployment (systemd unit, Kubernetes manifests, Prometheus rules, container image: scripts/check-deploy.sh)"
+./scripts/check-deploy.sh

@@ -96,6 +96,43 @@ pub enum Command {
         /// The plugin's library.
         plugin: PathBuf,
     },
+    /// Wait until a running server is READY, following its readiness
+    /// stream and showing the progress.
+    ///
+    /// Follows `GET /api/ready/stream` of the server at `--url` (or at the
+    /// `[host] listen` of `--config`) and shows each service's progress on
+    /// stderr: one updating line on a terminal, one line per change
+    /// otherwise. While nothing listens there yet, it keeps trying until the
+    /// timeout, so it can start before the server does. A dropped stream is
+    /// reopened. No admin token is needed; the server's Host check applies
+    /// (a name other than localhost or an IP must be in the server's
+    /// `[host] allowed_hosts`).
+    #[command(after_help = WAIT_READY_EXIT_CODES, after_long_help = WAIT_READY_AFTER_HELP)]
+    WaitReady {
+        /// The server's address.
+        #[arg(long, value_name = "URL", value_parser = crate::wait::parse_url, conflicts_with = "config")]
+        url: Option<reqwest::Url>,
+        /// Take the address from this configuration's `[host] listen`
+        /// (an unspecified address, 0.0.0.0 or [::], means this machine).
+        /// Default: --url http://127.0.0.1:8000.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Give up (exit 1) after this long, e.g. `90s`, `10m`.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: Duration,
+        /// Also wait for this optional service (tts, stt or chat) to be
+        /// ready; its failure is then an error. Repeat or separate with
+        /// commas.
+        #[arg(long, value_name = "SERVICE", value_parser = parse_service, value_delimiter = ',')]
+        require: Vec<ServiceName>,
+        /// Print nothing; only the exit code tells.
+        #[arg(long, short = 'q', conflicts_with = "json")]
+        quiet: bool,
+        /// Print the last readiness JSON (the `/api/ready` body) on stdout
+        /// at the end; progress still goes to stderr.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the configured STT engine once on a WAV file and print the text.
     Transcribe {
         /// A WAV file (any rate, any channel count, integer or float PCM).
@@ -167,6 +204,47 @@ pub enum PluginCommand {
     },
 }
 
+/// The exit codes of `hearth wait-ready`, at the end of its help.
+macro_rules! wait_ready_exit_codes {
+    () => {
+        "\
+Exit codes:
+  0  READY, and every --require service ready
+  1  ERROR (the errors are printed), a --require service failed or is not
+     installed, the timeout passed (what was still not ready is printed),
+     or the server refused the request (e.g. its Host check)
+  2  bad arguments, or an invalid --config file"
+    };
+}
+
+/// The end of `hearth wait-ready -h`.
+const WAIT_READY_EXIT_CODES: &str = wait_ready_exit_codes!();
+
+/// The end of `hearth wait-ready --help`.
+const WAIT_READY_AFTER_HELP: &str = concat!(
+    wait_ready_exit_codes!(),
+    "
+
+Examples:
+  # A CI step: start the server, wait until it is ready, then test it.
+  hearth serve --config plugins.toml &
+  hearth wait-ready --config plugins.toml --timeout 10m && ./run-tests.sh
+
+  # Also wait for speech recognition, and keep the final state for the log.
+  hearth wait-ready --require stt --json > readiness.json
+
+  # A Kubernetes init container of a pod that talks to Hearth (the server
+  # needs `allowed_hosts = [\"hearth\"]` to answer to that name):
+  initContainers:
+    - name: wait-for-hearth
+      image: hearth
+      command: [\"hearth\", \"wait-ready\", \"--url\", \"http://hearth:8000\", \"--timeout\", \"15m\"]"
+);
+
+fn parse_service(name: &str) -> std::result::Result<ServiceName, String> {
+    ServiceName::parse(name).ok_or_else(|| format!("`{name}` is not a service; use tts, stt or chat"))
+}
+
 /// `--isolation` of `hearth plugin test`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IsolationArg {
@@ -179,7 +257,17 @@ pub enum IsolationArg {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    init_logging();
+    // A worker's log is read line by line by its host and logged again
+    // there, in the host's format: the worker always writes text.
+    let format = match (&cli.command, crate::logging::Format::from_env()) {
+        (Command::Worker { .. }, _) => crate::logging::Format::Text,
+        (_, Ok(format)) => format,
+        (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    crate::logging::init(format);
     let result = match cli.command {
         Command::Serve { config, listen } => serve(&config.config, listen),
         Command::Check { config } => check(&config.config),
@@ -214,6 +302,14 @@ pub fn run() -> i32 {
         } => speak(&config.config, &text, &output, json),
         Command::Transcribe { file, config, json } => transcribe(&config.config, &file, json),
         Command::Worker { plugin } => crate::worker::serve::run(&plugin),
+        Command::WaitReady {
+            url,
+            config,
+            timeout,
+            require,
+            quiet,
+            json,
+        } => wait_ready(url, config.as_deref(), timeout, require, quiet, json),
     };
     match result {
         Ok(code) => code,
@@ -224,15 +320,32 @@ pub fn run() -> i32 {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// `hearth wait-ready`: the server's URL from the arguments, then
+/// [`crate::wait::run`].
+fn wait_ready(
+    url: Option<reqwest::Url>,
+    config: Option<&Path>,
+    timeout: Duration,
+    require: Vec<ServiceName>,
+    quiet: bool,
+    json: bool,
+) -> Result<i32> {
+    let url = match (url, config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => crate::wait::url_of(Config::load(path)?.host.listen),
+        (None, None) => crate::wait::url_of(std::net::SocketAddr::from(([127, 0, 0, 1], 8000))),
+    };
+    let output = match (quiet, json) {
+        (true, _) => crate::wait::Output::Quiet,
+        (false, true) => crate::wait::Output::Json,
+        (false, false) => crate::wait::Output::Human,
+    };
+    crate::wait::run(&crate::wait::Options {
+        url,
+        timeout,
+        require,
+        output,
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

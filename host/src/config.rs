@@ -125,6 +125,10 @@ pub struct RawHost {
     pub max_connections: Option<Spanned<i64>>,
     /// Longest a client may take to send a request's headers.
     pub header_read_timeout: Option<Spanned<String>>,
+    /// Serve `GET /metrics`.
+    pub metrics: Option<bool>,
+    /// Serve `/metrics` on this address instead of the main one.
+    pub metrics_listen: Option<Spanned<String>>,
 }
 
 /// `[tts]`, `[stt]` or `[chat]` as written.
@@ -223,6 +227,12 @@ pub struct HostConfig {
     /// Default 10 s: a client that has not sent a request's headers by then
     /// is disconnected.
     pub header_read_timeout: Duration,
+    /// Default true: serve Prometheus metrics at `GET /metrics`.
+    pub metrics: bool,
+    /// Default none: serve `/metrics` (and the probes) on this address of
+    /// its own instead of the main listener, e.g. a port only the cluster
+    /// reaches.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One service's section, resolved.
@@ -424,18 +434,36 @@ pub fn executable_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// An address and port, or an error at its place naming `key`.
+fn address(file: &Located<'_>, value: &Spanned<String>, key: &str) -> Result<SocketAddr> {
+    value.get_ref().trim().parse().map_err(|_| {
+        file.error(
+            value.span(),
+            format!(
+                "`{key}` = {:?} is not an address and port, e.g. \"127.0.0.1:8000\" or \"0.0.0.0:8000\"",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
 fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<HostConfig> {
-    let listen = match raw.listen {
+    let listen = match &raw.listen {
         None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-        Some(value) => value.get_ref().trim().parse().map_err(|_| {
-            file.error(
-                value.span(),
-                format!(
-                    "`listen` = {:?} is not an address and port, e.g. \"127.0.0.1:8000\" or \"0.0.0.0:8000\"",
-                    value.get_ref()
-                ),
-            )
-        })?,
+        Some(value) => address(file, value, "listen")?,
+    };
+    let metrics_listen = match &raw.metrics_listen {
+        None => None,
+        Some(value) => {
+            let at = address(file, value, "metrics_listen")?;
+            if at == listen {
+                return Err(file.error(
+                    value.span(),
+                    "`metrics_listen` is the same address as `listen`: leave it out to serve /metrics there",
+                ));
+            }
+            Some(at)
+        }
     };
     let plugin_dir = match raw.plugin_dir {
         None => executable_dir(),
@@ -463,6 +491,8 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
             "header_read_timeout",
             Duration::from_secs(10),
         )?,
+        metrics: raw.metrics.unwrap_or(true),
+        metrics_listen,
     })
 }
 

@@ -24,7 +24,7 @@ use std::{
 
 use axum::{
     extract::{
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{CloseFrame, Message, WebSocket},
         State,
     },
     response::Response,
@@ -39,8 +39,15 @@ use hearth_plugin_api::{
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
-use crate::{config::ServiceName, router::AppState, server::ConnectionSlot};
+use crate::{
+    config::ServiceName,
+    extract::Upgrade,
+    metrics::Refusal,
+    router::AppState,
+    server::{ConnectionSlot, Upgraded},
+};
 
 /// Close code: the server is shutting down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -83,20 +90,25 @@ fn mono() -> u16 {
 }
 
 /// `GET /ws/conversation`.
+#[utoipa::path(get, path = "/ws/conversation", tag = "websocket", summary = "The voice conversation",
+    description = "JSON text events and binary audio both ways; see docs/conversation-protocol.md. \
+        Before READY, or with `max_conversations` open, the socket opens and is closed with code 1013.",
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket opens"),
+        (status = 400, description = "Not a WebSocket upgrade (a plain GET)", body = crate::error::ErrorBody),
+    ))]
 pub async fn conversation_ws(
     State(state): State<AppState>,
     slot: Option<Extension<ConnectionSlot>>,
-    upgrade: WebSocketUpgrade,
+    Upgrade(upgrade): Upgrade,
 ) -> Response {
     let limit = state.supervisor.config().conversation.max_message_bytes;
+    let upgraded = Upgraded::new(slot);
     // The WebSocket layer's own limit is a backstop; the session checks the
     // configured limit itself so it can say why before closing.
     upgrade
         .max_message_size(limit.saturating_mul(2).max(64 * 1024))
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            session(socket, state).await;
-        })
+        .on_upgrade(move |socket| upgraded.run(session(socket, state)))
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, reason: String) {
@@ -156,7 +168,10 @@ impl Outbox {
     /// Queues `message`, waiting while the queue is full.
     async fn send(&self, message: Message) -> Result<(), Gone> {
         let cost = self.cost(&message);
-        let room = Arc::clone(&self.room).acquire_many_owned(cost).await.map_err(|_| Gone)?;
+        let room = Arc::clone(&self.room)
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| Gone)?;
         self.queue.send((message, room)).map_err(|_| Gone)
     }
 
@@ -207,35 +222,42 @@ async fn session(socket: WebSocket, state: AppState) {
         return close_with(socket, CLOSE_TRY_AGAIN_LATER, reason).await;
     }
     let limits = state.supervisor.config().conversation.clone();
+    let metrics = Arc::clone(state.supervisor.metrics());
     let Ok(_permit) = Arc::clone(&state.conversations).try_acquire_owned() else {
+        metrics.refused(Refusal::MaxConversations);
         let reason = format!("too many conversations (max {}); retry later", limits.max_conversations);
         return close_with(socket, CLOSE_TRY_AGAIN_LATER, reason).await;
     };
 
+    metrics.conversation_started();
+    tracing::info!("conversation started");
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = Outbox::new(limits.send_queue_bytes);
     let send_timeout = limits.send_timeout;
     let room = Arc::clone(&out.room);
-    let writer = tokio::spawn(async move {
-        while let Some((message, _room)) = out_rx.recv().await {
-            let closing = matches!(message, Message::Close(_));
-            // A client that stops reading would otherwise block this task,
-            // then the turn behind it, and hold its slot until TCP gives up.
-            match tokio::time::timeout(send_timeout, sink.send(message)).await {
-                Ok(Ok(())) if !closing => {}
-                Ok(_) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        "a conversation client took no message for {}; dropping it",
-                        humantime::format_duration(send_timeout)
-                    );
-                    break;
+    let writer = tokio::spawn(
+        async move {
+            while let Some((message, _room)) = out_rx.recv().await {
+                let closing = matches!(message, Message::Close(_));
+                // A client that stops reading would otherwise block this task,
+                // then the turn behind it, and hold its slot until TCP gives up.
+                match tokio::time::timeout(send_timeout, sink.send(message)).await {
+                    Ok(Ok(())) if !closing => {}
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::warn!(
+                            "a conversation client took no message for {}; dropping it",
+                            humantime::format_duration(send_timeout)
+                        );
+                        break;
+                    }
                 }
             }
+            // Senders waiting for room learn that the client is gone.
+            room.close();
         }
-        // Senders waiting for room learn that the client is gone.
-        room.close();
-    });
+        .in_current_span(),
+    );
 
     let stt_ready = state.supervisor.is_ready(ServiceName::Stt);
     let _ = out
@@ -253,6 +275,7 @@ async fn session(socket: WebSocket, state: AppState) {
     let mut utterance: Option<Utterance> = None;
     let mut turn: Option<Turn> = None;
 
+    let mut linger = false;
     let shutdown = state.shutdown.clone();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
@@ -322,6 +345,7 @@ async fn session(socket: WebSocket, state: AppState) {
                         reason: reason.into(),
                     })))
                     .await;
+                linger = true;
                 break;
             }
         };
@@ -472,7 +496,19 @@ async fn session(socket: WebSocket, state: AppState) {
     }
     drop(out);
     let _ = writer.await;
+    if linger {
+        // The client may still be sending the rest of the frame we refused.
+        // Closing now, with its bytes unread, would reset the connection,
+        // and a reset makes the client's system drop our close frame before
+        // the client reads it. Keep the socket a moment so it can.
+        tokio::time::sleep(LINGER).await;
+    }
+    drop(stream);
+    tracing::info!("conversation ended");
 }
+
+/// How long a refused client's socket stays open after the close frame.
+const LINGER: Duration = Duration::from_secs(1);
 
 fn stt_reason(state: &AppState) -> Option<String> {
     let snapshot = state.readiness.current();
@@ -527,13 +563,16 @@ async fn start_turn(
         previous.stop().await;
     }
     let cancel = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(run_turn(
-        state.clone(),
-        out.clone(),
-        Arc::clone(history),
-        input,
-        Arc::clone(&cancel),
-    ));
+    let task = tokio::spawn(
+        run_turn(
+            state.clone(),
+            out.clone(),
+            Arc::clone(history),
+            input,
+            Arc::clone(&cancel),
+        )
+        .in_current_span(),
+    );
     Turn { cancel, task }
 }
 
@@ -746,6 +785,10 @@ async fn run_turn(
     }
     let first_audio = first_audio_us.load(Ordering::Relaxed);
     if first_audio > 0 {
+        state
+            .supervisor
+            .metrics()
+            .first_audio(Duration::from_micros(first_audio));
         timings.insert("first_audio_ms".into(), ms(Duration::from_micros(first_audio)).into());
     }
     timings.insert("total_ms".into(), ms(started.elapsed()).into());

@@ -26,6 +26,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::Instant,
 };
 
 use hearth_plugin_api::{
@@ -33,7 +34,10 @@ use hearth_plugin_api::{
     ChatOutcome, Description, EngineKind, Flow,
 };
 
-use crate::plugin::{Plugin, PluginMeta};
+use crate::{
+    metrics::EngineMetrics,
+    plugin::{Plugin, PluginMeta},
+};
 
 /// An engine made by a plugin library in this process.
 pub struct InProcess {
@@ -87,6 +91,7 @@ pub struct Engine {
     meta: PluginMeta,
     backend: Arc<dyn Calls>,
     shut_down: AtomicBool,
+    metrics: Option<EngineMetrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -102,6 +107,38 @@ impl Engine {
             meta,
             backend,
             shut_down: AtomicBool::new(false),
+            metrics: None,
+        }
+    }
+
+    /// The same engine, timing and counting its calls in `metrics`.
+    pub fn observed(mut self, metrics: EngineMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts `result` if it is a failure.
+    fn checked<T>(&self, result: Result<T, String>) -> Result<T, String> {
+        if let (Err(e), Some(m)) = (&result, &self.metrics) {
+            m.failed(e);
+        }
+        result
+    }
+
+    /// Runs an operation, timing it whole and counting its failure.
+    fn timed<T>(&self, call: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        let started = Instant::now();
+        let result = self.checked(call());
+        if let (Ok(_), Some(m)) = (&result, &self.metrics) {
+            m.call.record(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// Records the first piece of a streamed answer, `after` the call began.
+    fn first(&self, after: std::time::Duration) {
+        if let Some(first) = self.metrics.as_ref().and_then(|m| m.first.as_ref()) {
+            first.record(after.as_secs_f64());
         }
     }
 
@@ -117,17 +154,17 @@ impl Engine {
 
     /// Loads the model; blocks.
     pub fn load(&self, config_json: &str, base_dir: &Path, host: &dyn Host) -> Result<(), String> {
-        self.backend.load(config_json, base_dir, host)
+        self.checked(self.backend.load(config_json, base_dir, host))
     }
 
     /// Runs the model once; blocks.
     pub fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
-        self.backend.warmup(host)
+        self.checked(self.backend.warmup(host))
     }
 
     /// The cheap health check.
     pub fn health(&self) -> Result<(), String> {
-        self.backend.health()
+        self.checked(self.backend.health())
     }
 
     /// Shuts the engine down now, unless that already happened; blocks.
@@ -201,14 +238,24 @@ impl TtsHandle {
     /// Speaks `text` into `sink`, one chunk per sentence, until the sink
     /// answers [`Flow::Stop`].
     pub fn synthesize(&self, text: &str, mut sink: impl FnMut(Speech) -> Flow) -> Result<(), String> {
-        self.0.backend.synthesize(text, &mut sink)
+        let engine = &self.0;
+        let started = Instant::now();
+        let mut first = true;
+        engine.timed(|| {
+            engine.backend.synthesize(text, &mut |speech| {
+                if std::mem::take(&mut first) {
+                    engine.first(started.elapsed());
+                }
+                sink(speech)
+            })
+        })
     }
 }
 
 impl SttHandle {
     /// Turns audio into text.
     pub fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
-        self.0.backend.transcribe(audio)
+        self.0.timed(|| self.0.backend.transcribe(audio))
     }
 }
 
@@ -216,7 +263,17 @@ impl ChatHandle {
     /// Streams the reply to `messages` into `sink` until it ends or the sink
     /// answers [`Flow::Stop`].
     pub fn chat(&self, messages: &[Message], mut sink: impl FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
-        self.0.backend.chat(messages, &mut sink)
+        let engine = &self.0;
+        let started = Instant::now();
+        let mut first = true;
+        engine.timed(|| {
+            engine.backend.chat(messages, &mut |piece| {
+                if std::mem::take(&mut first) {
+                    engine.first(started.elapsed());
+                }
+                sink(piece)
+            })
+        })
     }
 }
 

@@ -86,6 +86,11 @@ pub enum HostError {
     #[error("{0}")]
     Conflict(String),
 
+    /// The request is malformed: a query or path it cannot parse, or a
+    /// plain GET on a WebSocket endpoint.
+    #[error("{0}")]
+    BadRequest(String),
+
     /// The same request came again before its cooldown ended.
     #[error("{what}; try again in {} s", whole_seconds(*retry_after))]
     TooSoon {
@@ -157,6 +162,7 @@ impl HostError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::TooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_soon"),
@@ -165,6 +171,27 @@ impl HostError {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `not_found`, `method_not_allowed`,
+    /// `unknown_service`, `not_ready`, `conflict`, `forbidden`,
+    /// `unauthorized`, `too_soon`, `bad_request`, `invalid_config`, `engine_error`,
+    /// `busy` (too many connections), `internal`.
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// For people: what failed and what to do next.
+    pub message: String,
 }
 
 /// The one way errors become HTTP responses: `{"error": {"code", "message"}}`.
@@ -179,7 +206,9 @@ impl axum::response::IntoResponse for HostError {
         } else {
             self.to_string()
         };
-        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::TooSoon { retry_after, .. } = &self {
             let seconds = whole_seconds(*retry_after).to_string();

@@ -27,7 +27,7 @@ use axum::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::{config::HostConfig, error::HostError, router::AppState};
+use crate::{config::HostConfig, error::HostError, metrics::Refusal, router::AppState};
 
 /// What the checks need, fixed at startup.
 #[derive(Debug, Clone)]
@@ -140,6 +140,7 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(host) = host {
         if !guard.host_allowed(host) {
+            state.supervisor.metrics().refused(Refusal::Host);
             return HostError::Forbidden(format!(
                 "requests for host {host:?} are not served here; add it to [host] allowed_hosts if it names this server"
             ))
@@ -154,6 +155,7 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
     if upgrade || changes {
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             if !guard.origin_allowed(origin, host) {
+                state.supervisor.metrics().refused(Refusal::Origin);
                 return HostError::Forbidden(format!(
                     "requests from the page at {origin} are not allowed; add it to [host] allowed_origins to let it drive Hearth"
                 ))
@@ -162,6 +164,7 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
         }
     }
     if is_admin(request.method(), request.uri().path()) && !guard.token_ok(headers) {
+        state.supervisor.metrics().refused(Refusal::Token);
         return HostError::Unauthorized(
             "this endpoint needs the admin token: send `Authorization: Bearer <token>` (the token of [host] admin_token_file or HEARTH_ADMIN_TOKEN)"
                 .to_owned(),

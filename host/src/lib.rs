@@ -18,9 +18,13 @@
 //!   [`hearth_plugin_api::text::SentenceSplitter`] splitting the streamed
 //!   reply.
 //! * [`page`]: the web page, embedded.
+//! * [`openapi`]: the OpenAPI 3.1 document of every endpoint; [`extract`]
+//!   makes axum's refusals JSON errors like the rest.
 //! * [`server`]: binding, startup and graceful shutdown.
 //! * [`cli`]: the command line and what each command does, with
-//!   [`template`] for `hearth plugin new`.
+//!   [`template`] for `hearth plugin new` and [`wait`] for `hearth wait-ready`.
+//! * [`logging`]: the log format (`HEARTH_LOG_FORMAT`) and the request span
+//!   every HTTP request runs in.
 //! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
 
 pub mod audio;
@@ -29,7 +33,11 @@ pub mod config;
 pub mod conversation;
 pub mod engine;
 pub mod error;
+pub mod extract;
 pub mod guard;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod plugin;
 pub mod readiness;
@@ -39,7 +47,9 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod services;
+pub mod systemd;
 pub mod template;
+pub mod wait;
 pub mod worker;
 
 pub use error::{HostError, Result};

@@ -2,12 +2,11 @@
 //! nothing else to install or serve.
 
 use axum::{
-    extract::Path,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 
-use crate::error::HostError;
+use crate::{error::HostError, extract::Path};
 
 /// The page's files: name, content type, content.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -38,11 +37,21 @@ fn with_type(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// `GET /`.
+#[utoipa::path(get, path = "/", tag = "page", summary = "The web page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub async fn index() -> Response {
     with_type(include_str!("../assets/index.html"), "text/html; charset=utf-8")
 }
 
 /// `GET /assets/{file}`.
+#[utoipa::path(get, path = "/assets/{file}", tag = "page", summary = "The page's scripts and styles",
+    params(("file" = String, Path, description = "`app.js`, `capture-worklet.js` or `style.css`", example = "app.js")),
+    responses(
+        (status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"))),
+        (status = 400, description = "The name is not UTF-8 once percent-decoded (code `bad_request`)",
+            body = crate::error::ErrorBody),
+        (status = 404, description = "No such file (code `not_found`)", body = crate::error::ErrorBody),
+    ))]
 pub async fn asset(Path(file): Path<String>) -> Result<Response, HostError> {
     ASSETS
         .iter()

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::{config::ServiceName, readiness_view};
 
 /// The overall state, exactly the seed's five.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Overall {
     /// Nothing has started loading yet.
@@ -144,7 +144,7 @@ pub struct PluginLabel {
 }
 
 /// When each step of a service happened, in ms since the tracker started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
     /// Load started.
     pub load_start_ms: Option<u64>,

@@ -9,23 +9,24 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     extract::{
-        ws::{Message, WebSocket, WebSocketUpgrade},
-        Path, Query, State,
+        ws::{Message, WebSocket},
+        State,
     },
-    Extension,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
-use futures_util::{stream, Stream};
+use futures_util::{stream, Stream, StreamExt as _};
 use serde::Deserialize;
 
 use crate::{
     config::ServiceName,
     error::HostError,
+    extract::{Path, Query, Upgrade},
+    metrics::Transport,
     readiness::{ReadinessRx, Snapshot},
     router::AppState,
-    server::ConnectionSlot,
+    server::{ConnectionSlot, Upgraded},
 };
 
 /// Seconds a client should wait before asking again while not ready.
@@ -47,6 +48,8 @@ fn not_ready_headers(mut response: Response) -> Response {
 }
 
 /// `GET /livez`.
+#[utoipa::path(get, path = "/livez", tag = "probes", summary = "Liveness: 200 while the process serves",
+    responses((status = 200, description = "`ok`", body = String, example = "ok\n")))]
 pub async fn livez() -> Response {
     let mut response = (StatusCode::OK, "ok\n").into_response();
     response
@@ -56,6 +59,12 @@ pub async fn livez() -> Response {
 }
 
 /// `GET /readyz`.
+#[utoipa::path(get, path = "/readyz", tag = "probes", summary = "Readiness for probes: 200 when READY",
+    responses(
+        (status = 200, description = "READY: `ready`", body = String, example = "ready\n"),
+        (status = 503, description = "Not ready: the state's name (`LOADING_MODELS`, `ERROR`, ...)", body = String,
+            headers(("Retry-After" = u32, description = "Seconds to wait")), example = "LOADING_MODELS\n"),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let snapshot = state.readiness.current();
     if snapshot.is_ready() {
@@ -75,6 +84,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /api/ready`.
+#[utoipa::path(get, path = "/api/ready", tag = "readiness", summary = "Readiness as JSON: 200 when READY, else 503",
+    responses(
+        (status = 200, description = "READY", body = crate::readiness_view::ReadyJson),
+        (status = 503, description = "Not ready (loading, warming, or ERROR)", body = crate::readiness_view::ReadyJson,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let snapshot = state.readiness.current();
     if snapshot.is_ready() {
@@ -88,6 +103,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /api/health`.
+#[utoipa::path(get, path = "/api/health", tag = "readiness",
+    summary = "Are the services installed and configured; never waits on loading",
+    responses(
+        (status = 200, description = "Healthy", body = crate::readiness_view::HealthJson),
+        (status = 503, description = "A required service is not installed or disabled", body = crate::readiness_view::HealthJson),
+    ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let snapshot = state.readiness.current();
     let status = if snapshot.healthy {
@@ -99,7 +120,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `?follow=true` on the stream endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Keep the stream open after READY or ERROR.
     #[serde(default)]
@@ -153,9 +175,24 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// every subscriber a reference count and a write. (axum's `Sse` would copy
 /// and re-frame the event for each subscriber; the fan-out benchmark in
 /// `bench/readiness.sh` is why this endpoint does not use it.)
+#[utoipa::path(get, path = "/api/ready/stream", tag = "readiness", params(StreamQuery),
+    summary = "Server-Sent Events: the readiness now, then one event per change",
+    description = "Each event is `id: <version>` and `data: <the /api/ready body (schema Readiness) on one line>`; \
+        `: keep-alive` comments come every 15 s. Ends after READY or ERROR unless `follow=true`.",
+    responses(
+        (status = 200, description = "The event stream; the schema is one event's", content_type = "text/event-stream",
+            body = crate::openapi::ReadinessEvent),
+        (status = 400, description = "`follow` is not `true` or `false`", body = crate::error::ErrorBody),
+    ))]
 pub async fn ready_stream(State(state): State<AppState>, Query(query): Query<StreamQuery>) -> Response {
     let rx = state.supervisor.subscribe();
     let events = snapshots(rx, query.follow, state.shutdown.clone());
+    // Counted while the body lives: hyper drops it when the client goes.
+    let counted = state.supervisor.metrics().subscriber(Transport::Sse);
+    let events = events.map(move |snapshot| {
+        let _counted = &counted;
+        snapshot
+    });
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = stream::unfold((Box::pin(events), ticker), |(mut events, mut ticker)| async move {
@@ -177,22 +214,30 @@ pub async fn ready_stream(State(state): State<AppState>, Query(query): Query<Str
 }
 
 /// `GET /ws/ready`.
+#[utoipa::path(get, path = "/ws/ready", tag = "websocket", params(StreamQuery),
+    summary = "The readiness events over WebSocket",
+    description = "Each text message is the `/api/ready` body (schema Readiness); closes with 1000 once settled \
+        unless `follow=true`. Messages from the client are ignored (at most 64 KiB).",
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket opens"),
+        (status = 400, description = "Not a WebSocket upgrade (a plain GET), or `follow` is not `true` or `false`",
+            body = crate::error::ErrorBody),
+    ))]
 pub async fn ready_ws(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
     slot: Option<Extension<ConnectionSlot>>,
-    upgrade: WebSocketUpgrade,
+    Upgrade(upgrade): Upgrade,
 ) -> Response {
+    let upgraded = Upgraded::new(slot);
     upgrade
         .max_message_size(SMALL_MESSAGE)
         .max_frame_size(SMALL_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            push_readiness(socket, state, query.follow).await;
-        })
+        .on_upgrade(move |socket| upgraded.run(push_readiness(socket, state, query.follow)))
 }
 
 async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
+    let _counted = state.supervisor.metrics().subscriber(Transport::WebSocket);
     let rx = state.supervisor.subscribe();
     let mut snapshots = Box::pin(snapshots(rx, follow, state.shutdown.clone()));
     loop {
@@ -220,6 +265,11 @@ async fn push_readiness(mut socket: WebSocket, state: AppState, follow: bool) {
 }
 
 /// `POST /api/warmup`.
+#[utoipa::path(post, path = "/api/warmup", tag = "admin", summary = "Re-runs warmup of every ready service",
+    responses(
+        (status = 200, description = "Warmed (see `ok` and each service's)", body = crate::openapi::Warmup),
+        (status = 409, description = "A warmup runs already, or no service is ready", body = crate::error::ErrorBody),
+    ))]
 pub async fn warmup(State(state): State<AppState>) -> Result<Response, HostError> {
     let snapshot = state.readiness.current();
     if !snapshot
@@ -238,6 +288,18 @@ pub async fn warmup(State(state): State<AppState>) -> Result<Response, HostError
 }
 
 /// `POST /api/services/{name}/retry`.
+#[utoipa::path(post, path = "/api/services/{name}/retry", tag = "admin",
+    summary = "Starts a failed (or not installed) service again",
+    params(("name" = ServiceName, Path, description = "The service")),
+    responses(
+        (status = 202, description = "Starting; follow /api/ready/stream", body = crate::openapi::Accepted),
+        (status = 400, description = "The name is not UTF-8 once percent-decoded (code `bad_request`)",
+            body = crate::error::ErrorBody),
+        (status = 404, description = "No such service (code `unknown_service`)", body = crate::error::ErrorBody),
+        (status = 409, description = "Not failed, or already starting", body = crate::error::ErrorBody),
+        (status = 429, description = "Retried or restarted within `retry_cooldown` (code `too_soon`)",
+            body = crate::error::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub async fn retry(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, HostError> {
     let service = ServiceName::parse(&name).ok_or(HostError::UnknownService(name))?;
     state.supervisor.retry(service)?;
@@ -250,7 +312,8 @@ pub async fn retry(State(state): State<AppState>, Path(name): Path<String>) -> R
 }
 
 /// `?wait=` of `POST /api/reload`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReloadQuery {
     /// Answer only when the plan has been applied (default true).
     #[serde(default = "yes")]
@@ -265,6 +328,18 @@ fn yes() -> bool {
 /// `file:line:column` when it is invalid (nothing changes), 409 while
 /// another reload or a restart runs; else the plan, and with `wait` (the
 /// default) each service's outcome once done.
+#[utoipa::path(post, path = "/api/reload", tag = "admin", params(ReloadQuery),
+    summary = "Reads plugins.toml again and applies it",
+    responses(
+        (status = 200, description = "Applied: the plan and each service's outcome", body = crate::openapi::Reloaded),
+        (status = 202, description = "`wait=false`: the plan, applied in the background", body = crate::openapi::ReloadPlanned),
+        (status = 400, description = "The file is invalid (code `invalid_config`, `file:line:column`; nothing \
+            changed), or `wait` is not `true` or `false` (code `bad_request`)",
+            body = crate::error::ErrorBody),
+        (status = 409, description = "Another reload or a restart runs", body = crate::error::ErrorBody),
+        (status = 500, description = "The file could not be read, or the reload task failed (code `internal`)",
+            body = crate::error::ErrorBody),
+    ))]
 pub async fn reload(State(state): State<AppState>, Query(query): Query<ReloadQuery>) -> Result<Response, HostError> {
     let path = state.supervisor.config().path.clone();
     let new = tokio::task::spawn_blocking(move || crate::config::Config::load(&path))
@@ -285,6 +360,18 @@ pub async fn reload(State(state): State<AppState>, Query(query): Query<ReloadQue
 }
 
 /// `POST /api/services/{name}/restart`.
+#[utoipa::path(post, path = "/api/services/{name}/restart", tag = "admin",
+    summary = "A fresh engine beside the running one, swapped in when ready",
+    params(("name" = ServiceName, Path, description = "The service")),
+    responses(
+        (status = 202, description = "Starting; follow /api/ready/stream", body = crate::openapi::Accepted),
+        (status = 400, description = "The name is not UTF-8 once percent-decoded (code `bad_request`)",
+            body = crate::error::ErrorBody),
+        (status = 404, description = "No such service (code `unknown_service`)", body = crate::error::ErrorBody),
+        (status = 409, description = "A reload or restart runs", body = crate::error::ErrorBody),
+        (status = 429, description = "Retried or restarted within `retry_cooldown` (code `too_soon`)",
+            body = crate::error::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
 pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, HostError> {
     let service = ServiceName::parse(&name).ok_or(HostError::UnknownService(name))?;
     state.supervisor.restart(service)?;
@@ -297,18 +384,23 @@ pub async fn restart(State(state): State<AppState>, Path(name): Path<String>) ->
 }
 
 /// `GET /ws/test`.
+#[utoipa::path(get, path = "/ws/test", tag = "websocket", summary = "WebSocket check",
+    description = "Greets with `{\"type\": \"connected\", \"ready\", \"state\", \"readiness\"}`, echoes text and \
+        binary messages (at most 64 KiB), answers pings.",
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket opens"),
+        (status = 400, description = "Not a WebSocket upgrade (a plain GET)", body = crate::error::ErrorBody),
+    ))]
 pub async fn test_ws(
     State(state): State<AppState>,
     slot: Option<Extension<ConnectionSlot>>,
-    upgrade: WebSocketUpgrade,
+    Upgrade(upgrade): Upgrade,
 ) -> Response {
+    let upgraded = Upgraded::new(slot);
     upgrade
         .max_message_size(SMALL_MESSAGE)
         .max_frame_size(SMALL_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            echo(socket, state).await;
-        })
+        .on_upgrade(move |socket| upgraded.run(echo(socket, state)))
 }
 
 /// The largest message `/ws/test` and `/ws/ready` accept (64 KiB): neither

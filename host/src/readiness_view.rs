@@ -102,54 +102,86 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The `/api/ready` body.
-#[derive(Serialize)]
-struct ReadyJson<'a> {
+/// The `/api/ready` body (also each `/api/ready/stream` event's data and
+/// each `/ws/ready` message).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Readiness)]
+pub(crate) struct ReadyJson<'a> {
+    /// True exactly when `state` is `READY`.
     ready: bool,
     state: Overall,
+    /// 0–100; never goes backwards within one startup.
+    #[schema(maximum = 100)]
     progress: u8,
+    /// Every configured service, by name.
     services: BTreeMap<ServiceName, ServiceJson<'a>>,
+    /// From the start to the first READY; null before it.
     startup_time_ms: Option<u64>,
+    /// Errors in words (failed services, missing plugins).
     errors: &'a [String],
+    /// Grows with every change (the SSE event's `id`).
     version: u64,
 }
 
 /// One service in the `/api/ready` body.
-#[derive(Serialize)]
-struct ServiceJson<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceReadiness)]
+pub(crate) struct ServiceJson<'a> {
     ready: bool,
+    #[schema(value_type = crate::openapi::ServiceStatus)]
     status: &'static str,
+    /// Whether READY waits for it.
     required: bool,
+    /// Why it is not ready (not when failed: see `error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// 0–100.
+    #[schema(maximum = 100)]
     progress: u8,
+    /// The plugin's sub-progress message while loading.
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
     plugin: Option<&'a str>,
     plugin_version: Option<&'a str>,
     engine: Option<&'a str>,
     model: Option<&'a str>,
+    /// RFC 3339 with milliseconds, UTC.
+    #[schema(format = DateTime)]
     loaded_at: Option<String>,
     load_time_ms: Option<u64>,
     warmup_time_ms: Option<u64>,
+    /// What the last warmup did.
     warmed: Option<&'a str>,
+    /// A re-warm (`POST /api/warmup`) of this service runs.
     rewarming: bool,
+    /// The last periodic health probe's complaint; the service stays ready.
     health_error: Option<&'a str>,
     timeline: &'a Timeline,
+    /// `process` or `in-process`, once configured.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, examples("process", "in-process"))]
     isolation: Option<&'static str>,
+    /// Process isolation only: the worker's pid, null when none runs.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>)]
     pid: Option<Option<u32>>,
+    /// Process isolation only: workers started after the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     restarts: Option<u32>,
+    /// In-process isolation only: calls still running on a host thread
+    /// after their timeout.
     #[serde(skip_serializing_if = "Option::is_none")]
     abandoned_calls: Option<u32>,
+    /// During a reload or restart: the engine loading beside the active one.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<NextJson<'a>>,
+    /// Engines that have served this service (absent while none has).
     #[serde(skip_serializing_if = "is_zero")]
     generation: u64,
+    /// Why the last reload or restart of this service kept the old engine.
     #[serde(skip_serializing_if = "Option::is_none")]
     reload_error: Option<&'a str>,
 }
@@ -159,10 +191,15 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The engine being made beside the active one.
-#[derive(Serialize)]
-struct NextJson<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = NextEngine)]
+pub(crate) struct NextJson<'a> {
     plugin: &'a str,
+    /// `loading` or `warming`.
+    #[schema(value_type = crate::openapi::ServiceStatus)]
     status: &'static str,
+    /// 0–100.
+    #[schema(maximum = 100)]
     progress: u8,
 }
 
@@ -211,22 +248,30 @@ impl<'a> ServiceJson<'a> {
 }
 
 /// The `/api/health` body.
-#[derive(Serialize)]
-struct HealthJson<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Health)]
+pub(crate) struct HealthJson<'a> {
+    /// `unhealthy` when a required service is not installed or disabled.
+    #[schema(value_type = crate::openapi::HealthStatus)]
     status: &'static str,
     ready: bool,
     ready_state: Overall,
+    /// Every configured service, by name.
     services: BTreeMap<ServiceName, HealthServiceJson<'a>>,
 }
 
 /// One service in the `/api/health` body.
-#[derive(Serialize)]
-struct HealthServiceJson<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceHealth)]
+pub(crate) struct HealthServiceJson<'a> {
+    /// Ready, and the last health probe did not complain.
     available: bool,
     installed: bool,
     enabled: bool,
     required: bool,
+    #[schema(value_type = crate::openapi::ServiceStatus)]
     status: &'static str,
+    /// Why it is not installed, failed, or what the health probe said.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::{Config, ServiceConfig, ServiceName};
 
 /// What happens to one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
     /// Nothing about its engine changed.
@@ -29,7 +29,7 @@ pub enum Action {
 }
 
 /// One service's part of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServicePlan {
     /// The service.
     pub service: ServiceName,
@@ -45,7 +45,7 @@ pub struct ServicePlan {
 }
 
 /// A reload, decided.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     /// Counts reloads since startup.
     pub reload: u64,

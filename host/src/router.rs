@@ -16,6 +16,8 @@
 //! | GET | `/ws/conversation` | The voice conversation (see `docs/conversation-protocol.md`); refused with close code 1013 before READY. |
 //! | GET | `/` | The web page: loading screen until READY, then the conversation. |
 //! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
+//! | GET | `/metrics` | Prometheus metrics (text format 0.0.4); on `[host] metrics_listen` instead when that is set, absent when `metrics = false`. |
+//! | GET | `/openapi.json` | The OpenAPI 3.1 document of these endpoints (see [`crate::openapi`]). |
 //!
 //! Anything else answers a JSON error (404 or 405) from [`HostError`].
 //!
@@ -35,7 +37,7 @@ use crate::{
     conversation,
     error::HostError,
     guard::{self, Guard},
-    page,
+    metrics, page,
     readiness::ReadinessRx,
     readiness_api,
     services::Supervisor,
@@ -54,6 +56,9 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// One permit per open conversation (`max_conversations`).
     pub conversations: Arc<tokio::sync::Semaphore>,
+    /// One permit per open connection (`max_connections`), taken by the
+    /// accept loop in [`crate::server`].
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -63,9 +68,11 @@ impl AppState {
         let config = supervisor.config();
         let guard = Arc::new(Guard::new(&config.host)?);
         let conversations = Arc::new(tokio::sync::Semaphore::new(config.conversation.max_conversations));
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.host.max_connections));
         Ok(Self {
             guard,
             conversations,
+            connections,
             readiness: supervisor.subscribe(),
             supervisor,
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -88,8 +95,16 @@ pub fn router(state: AppState) -> Router {
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
-    Router::new()
-        .route("/livez", get(readiness_api::livez))
+    let host = &state.supervisor.config().host;
+    // `/metrics` is here unless it has a listener of its own (or is off).
+    let metrics_here = host.metrics && host.metrics_listen.is_none();
+    let app = Router::new();
+    let app = if metrics_here {
+        app.route("/metrics", get(metrics::scrape))
+    } else {
+        app
+    };
+    app.route("/livez", get(readiness_api::livez))
         .route("/readyz", get(readiness_api::readyz))
         .route("/api/ready", get(readiness_api::ready))
         .route("/api/health", get(readiness_api::health))
@@ -103,10 +118,23 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/conversation", get(conversation::conversation_ws))
         .route("/", get(page::index))
         .route("/assets/{file}", get(page::asset))
+        .route("/openapi.json", get(crate::openapi::document))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(cors)
+        .layer(axum::middleware::from_fn(crate::logging::request_span))
+        .with_state(state)
+}
+
+/// The router of `[host] metrics_listen`: `/metrics` and the probes only,
+/// without the Host and Origin checks (nothing there changes anything).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .route("/livez", get(readiness_api::livez))
+        .route("/readyz", get(readiness_api::readyz))
+        .fallback(no_route)
         .with_state(state)
 }
 

@@ -143,7 +143,8 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
     use tower::ServiceExt as _;
     let token = state.shutdown.clone();
     let host = state.supervisor.config().host.clone();
-    let slots = Arc::new(tokio::sync::Semaphore::new(host.max_connections));
+    let slots = Arc::clone(&state.connections);
+    let metrics = Arc::clone(state.supervisor.metrics());
     let app = router(state);
     loop {
         let (stream, _) = tokio::select! {
@@ -159,6 +160,7 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
             () = token.cancelled() => break,
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.refused(crate::metrics::Refusal::MaxConnections);
             tokio::spawn(refuse_busy(stream, host.max_connections));
             continue;
         };
@@ -209,6 +211,31 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
 #[derive(Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
 
+/// What an upgraded WebSocket's session keeps from its upgrade request:
+/// the connection slot, and the request's span (so its log lines carry the
+/// request id). Made in the handler; the session runs in a task of its own.
+pub struct Upgraded {
+    slot: Option<axum::Extension<ConnectionSlot>>,
+    span: tracing::Span,
+}
+
+impl Upgraded {
+    /// Takes the slot, in the current (request's) span.
+    pub fn new(slot: Option<axum::Extension<ConnectionSlot>>) -> Self {
+        Self {
+            slot,
+            span: tracing::Span::current(),
+        }
+    }
+
+    /// Runs `session` holding the slot, in the request's span.
+    pub async fn run(self, session: impl std::future::Future<Output = ()>) {
+        use tracing::Instrument as _;
+        let _slot = self.slot;
+        session.instrument(self.span).await;
+    }
+}
+
 /// The listen backlog: room for a storm of connects (10,000 SSE
 /// subscribers at once) while the accept loop catches up. The kernel caps
 /// it at `net.core.somaxconn`.
@@ -255,8 +282,30 @@ pub async fn serve(config: Config) -> Result<()> {
     let local = listener.local_addr().map_err(|e| HostError::Other(e.to_string()))?;
     tracing::info!("listening on http://{local}");
 
+    // Bound before anything loads too, so a bad address fails at once.
+    let metrics_listener = match config.host.metrics_listen.filter(|_| config.host.metrics) {
+        Some(at) => Some(bind(at).map_err(|e| {
+            HostError::Other(format!(
+                "cannot listen on {at} for /metrics: {e}; pick another [host] metrics_listen"
+            ))
+        })?),
+        None => None,
+    };
     let (supervisor, _rx) = Supervisor::new(config);
     let state = AppState::new(supervisor.clone())?;
+    if let Some(listener) = metrics_listener {
+        if let Ok(at) = listener.local_addr() {
+            tracing::info!("metrics on http://{at}/metrics");
+        }
+        let app = crate::router::metrics_router(state.clone());
+        let stop = state.shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+    }
+    let systemd = crate::systemd::spawn(supervisor.clone(), state.shutdown.clone());
     let starter = supervisor.clone();
     tokio::spawn(async move { starter.start().await });
     let probes = supervisor.spawn_health_probes(HEALTH_INTERVAL);
@@ -274,6 +323,10 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let started = std::time::Instant::now();
     run_http(listener, state, drain).await;
+    if let Some(systemd) = systemd {
+        // It says STOPPING=1 on the way out.
+        let _ = tokio::time::timeout(Duration::from_secs(1), systemd).await;
+    }
     probes.abort();
     // Connections and engines share the one `shutdown_timeout`.
     let left = drain.saturating_sub(started.elapsed()).max(Duration::from_millis(100));

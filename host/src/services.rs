@@ -28,6 +28,7 @@ use crate::{
     config::{Config, Isolation, ServiceConfig, ServiceName},
     engine::{ChatHandle, Engine, SttHandle, TtsHandle},
     error::{HostError, Result},
+    metrics::Metrics,
     plugin::{Plugin, PluginMeta},
     readiness::{self, Phase, PluginLabel, ReadinessRx, ReadinessTx, Swapped},
     reload::{Action, Plan, Running},
@@ -53,6 +54,11 @@ struct Inner {
     tx: ReadinessTx,
     slots: BTreeMap<ServiceName, Slot>,
     warmup_running: AtomicBool,
+    /// What `/metrics` reports.
+    metrics: Arc<Metrics>,
+    /// The id of the reload running now, if one is (for systemd's
+    /// `RELOADING=1`).
+    reload_running: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 struct Slot {
@@ -98,7 +104,7 @@ impl Slot {
 }
 
 /// How a reload went for one service.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ServiceOutcome {
     /// Nothing to do.
@@ -122,7 +128,7 @@ pub enum ServiceOutcome {
 }
 
 /// How a reload went.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ReloadOutcome {
     /// Which reload.
     pub reload: u64,
@@ -159,7 +165,7 @@ impl std::fmt::Display for ReloadOutcome {
 }
 
 /// Per-service outcome of a forced re-warm.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RewarmResult {
     /// The service.
     pub service: ServiceName,
@@ -363,8 +369,20 @@ impl Supervisor {
             tx,
             slots,
             warmup_running: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new()),
+            reload_running: tokio::sync::watch::channel(None).0,
         };
         (Self { inner: Arc::new(inner) }, rx)
+    }
+
+    /// The metrics of this server.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The id of the reload running now (`None` between reloads).
+    pub fn watch_reloads(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.inner.reload_running.subscribe()
     }
 
     /// The configuration it runs (the latest reloaded one).
@@ -447,7 +465,10 @@ impl Supervisor {
         if slot.starting.load(Ordering::Acquire) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
-        slot.take_retry(name, self.config().host.retry_cooldown)?;
+        slot.take_retry(name, self.config().host.retry_cooldown)
+            .inspect_err(|_| {
+                self.inner.metrics.refused(crate::metrics::Refusal::Cooldown);
+            })?;
         if !self.inner.tx.retrying(name) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
@@ -495,6 +516,7 @@ impl Supervisor {
             )));
         }
         self.inner.reloads.store(id, Ordering::Release);
+        self.inner.reload_running.send_replace(Some(id));
         let old = self.config();
         let plan = Plan::new(id, &old, &new, |name| {
             if self.is_ready(name) {
@@ -545,6 +567,8 @@ impl Supervisor {
                 }
             }
             tracing::info!("reload #{id} done: {outcome}");
+            this.inner.metrics.reloaded(outcome.ok());
+            this.inner.reload_running.send_replace(None);
             drop(guard);
             outcome
         });
@@ -599,7 +623,10 @@ impl Supervisor {
             return Err(HostError::Conflict(abandoned_refusal(name, slot.abandoned.get())));
         }
         let guard = self.lock_reload(format!("a restart of {name}"))?;
-        slot.take_retry(name, self.config().host.retry_cooldown)?;
+        slot.take_retry(name, self.config().host.retry_cooldown)
+            .inspect_err(|_| {
+                self.inner.metrics.refused(crate::metrics::Refusal::Cooldown);
+            })?;
         let this = self.clone();
         tokio::spawn(async move {
             match this.bring_up(name, true).await {
@@ -750,9 +777,13 @@ impl Supervisor {
             Isolation::InProcess => {
                 let plugin = self.open(config).await.map_err(MakeError::NotInstalled)?;
                 loading(&plugin.meta);
-                plugin.new_engine().map(|e| (Arc::new(e), None)).map_err(|e| {
-                    MakeError::Failed(format!("plugin {} could not make an engine: {e}", plugin.meta.name))
-                })
+                let observed = self.inner.metrics.engine(name);
+                plugin
+                    .new_engine()
+                    .map(|e| (Arc::new(e.observed(observed)), None))
+                    .map_err(|e| {
+                        MakeError::Failed(format!("plugin {} could not make an engine: {e}", plugin.meta.name))
+                    })
             }
             Isolation::Process => {
                 let service = config.clone();
@@ -781,7 +812,9 @@ impl Supervisor {
                 loading(&meta);
                 let pid = worker.pid();
                 let worker = Arc::new(worker);
-                let engine = Arc::new(Engine::new(meta, Arc::clone(&worker) as Arc<dyn Calls>));
+                let engine = Arc::new(
+                    Engine::new(meta, Arc::clone(&worker) as Arc<dyn Calls>).observed(self.inner.metrics.engine(name)),
+                );
                 let supervisor = Arc::downgrade(&self.inner);
                 let watched = Arc::downgrade(&engine);
                 worker.on_death(move |reason| {
@@ -804,6 +837,7 @@ impl Supervisor {
     fn worker_died(&self, name: ServiceName, pid: u32, engine: &std::sync::Weak<Engine>, reason: String) {
         let tx = &self.inner.tx;
         tx.worker_gone(name, pid);
+        self.inner.metrics.worker_crashed(name);
         let Some(slot) = self.inner.slots.get(&name) else {
             return;
         };
