@@ -101,10 +101,18 @@ impl Guard {
     }
 }
 
+/// The shortest admin token accepted, from either source.
+const MIN_TOKEN: usize = 16;
+
 /// Reads the admin token: `HEARTH_ADMIN_TOKEN`, else `admin_token_file`.
 fn admin_token(host: &HostConfig) -> Result<Option<String>, HostError> {
     if let Ok(token) = std::env::var("HEARTH_ADMIN_TOKEN") {
         let token = token.trim().to_owned();
+        if !token.is_empty() && token.len() < MIN_TOKEN {
+            return Err(HostError::Other(format!(
+                "HEARTH_ADMIN_TOKEN is shorter than {MIN_TOKEN} characters; use a long random one, e.g. `openssl rand -hex 32`"
+            )));
+        }
         return Ok((!token.is_empty()).then_some(token));
     }
     let Some(path) = &host.admin_token_file else {
@@ -115,9 +123,9 @@ fn admin_token(host: &HostConfig) -> Result<Option<String>, HostError> {
         source,
     })?;
     let token = text.trim().to_owned();
-    if token.len() < 16 {
+    if token.len() < MIN_TOKEN {
         return Err(HostError::Other(format!(
-            "the admin token in {} is shorter than 16 characters; write a long random one, e.g. `openssl rand -hex 32 > {}`",
+            "the admin token in {} is shorter than {MIN_TOKEN} characters; write a long random one, e.g. `openssl rand -hex 32 > {}`",
             path.display(),
             path.display()
         )));

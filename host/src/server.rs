@@ -310,8 +310,13 @@ pub async fn serve(config: Config) -> Result<()> {
     tokio::spawn(async move { starter.start().await });
     let probes = supervisor.spawn_health_probes(HEALTH_INTERVAL);
     let token = state.shutdown.clone();
+    // When the signal came: connections and engines share the one
+    // `shutdown_timeout` from then.
+    let stopping_since = Arc::new(std::sync::OnceLock::new());
+    let since = Arc::clone(&stopping_since);
     tokio::spawn(async move {
         shutdown_signal().await;
+        let _ = since.set(std::time::Instant::now());
         token.cancel();
         exit_if_shutdown_stalls(drain);
     });
@@ -321,7 +326,6 @@ pub async fn serve(config: Config) -> Result<()> {
     } else {
         None
     };
-    let started = std::time::Instant::now();
     run_http(listener, state, drain).await;
     if let Some(systemd) = systemd {
         // It says STOPPING=1 on the way out.
@@ -329,7 +333,8 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     probes.abort();
     // Connections and engines share the one `shutdown_timeout`.
-    let left = drain.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+    let spent = stopping_since.get().map_or(Duration::ZERO, |since| since.elapsed());
+    let left = drain.saturating_sub(spent).max(Duration::from_millis(100));
     supervisor.shutdown(left).await;
     tracing::info!("stopped");
     Ok(())
