@@ -86,7 +86,7 @@ fn plugin_inspect_shows_a_plugin_or_why_it_is_refused() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name:        scripted-stt"), "{stdout}");
     assert!(stdout.contains("kind:        stt"), "{stdout}");
-    assert!(stdout.contains("plugin ABI:  1.0.0"), "{stdout}");
+    assert!(stdout.contains(&format!("plugin ABI:  {}", hearth_plugin_api::ABI_VERSION)), "{stdout}");
 
     let foreign = library("libhearth_fixture_abi_v2.so");
     let out = hearth(&["plugin", "inspect", "--json", foreign.to_str().unwrap()]);
@@ -94,7 +94,8 @@ fn plugin_inspect_shows_a_plugin_or_why_it_is_refused() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["compatible"], false);
     let error = json["error"].as_str().unwrap();
-    assert!(error.contains("host ABI 1.0.0, plugin ABI 2.0.0"), "{error}");
+    let expected = format!("host ABI {}, plugin ABI 2.0.0", hearth_plugin_api::ABI_VERSION);
+    assert!(error.contains(&expected), "{error}");
 }
 
 #[test]

@@ -49,6 +49,30 @@ pub fn plugin(name: &str) -> PathBuf {
     library(&hearth::config::plugin_file_name(name))
 }
 
+/// A chat plugin built for ABI 1.0 (`tests/abi-1.0`, against the pinned
+/// copy of that API), built on first use into `target/abi-1.0`.
+pub fn abi_1_0_chat() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("abi-1.0");
+            let target = target_dir().join("abi-1.0");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            // Several test binaries may ask at once: cargo's lock on the
+            // target directory lets one build and the others wait.
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--locked", "--quiet", "--manifest-path"])
+                .arg(root.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the ABI 1.0 fixtures in tests/abi-1.0 failed");
+            target.join("debug/libhearth_fixture_abi_1_0_chat.so")
+        })
+        .clone()
+}
+
 /// The built `hearth` binary.
 pub fn hearth_bin() -> PathBuf {
     library("hearth")

@@ -30,8 +30,8 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    client::{Audio, Calls, Host, Instance, Message, Speech, Transcription, Warmed},
-    ChatOutcome, Description, EngineKind, Flow,
+    client::{Audio, Calls, ChatOptions, Host, Instance, Message, Speech, Transcription, Warmed},
+    Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions,
 };
 
 use crate::{
@@ -73,14 +73,27 @@ impl Calls for InProcess {
     fn shutdown(&self) {
         self.instance.shutdown();
     }
-    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
-        self.instance.synthesize(text, sink)
+    fn capabilities(&self) -> Result<Capabilities, String> {
+        self.instance.capabilities()
+    }
+    fn synthesize_with(
+        &self,
+        text: &str,
+        options: &SpeechOptions,
+        sink: &mut dyn FnMut(Speech) -> Flow,
+    ) -> Result<(), String> {
+        self.instance.synthesize_with(text, options, sink)
     }
     fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
         self.instance.transcribe(audio)
     }
-    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
-        self.instance.chat(messages, sink)
+    fn chat_with(
+        &self,
+        messages: &[Message],
+        options: &ChatOptions,
+        sink: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<ChatOutcome, String> {
+        self.instance.chat_with(messages, options, sink)
     }
 }
 
@@ -92,6 +105,7 @@ pub struct Engine {
     backend: Arc<dyn Calls>,
     shut_down: AtomicBool,
     metrics: Option<EngineMetrics>,
+    capabilities: std::sync::OnceLock<Capabilities>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -108,6 +122,7 @@ impl Engine {
             backend,
             shut_down: AtomicBool::new(false),
             metrics: None,
+            capabilities: std::sync::OnceLock::new(),
         }
     }
 
@@ -160,6 +175,15 @@ impl Engine {
     /// Runs the model once; blocks.
     pub fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
         self.checked(self.backend.warmup(host))
+    }
+
+    /// What the engine does beyond its operation (asked once, then
+    /// remembered: it cannot change while the engine lives). An engine
+    /// that cannot say has none.
+    pub fn capabilities(&self) -> Capabilities {
+        *self
+            .capabilities
+            .get_or_init(|| self.checked(self.backend.capabilities()).unwrap_or_default())
     }
 
     /// The cheap health check.
@@ -217,6 +241,11 @@ macro_rules! handle {
             pub fn describe(&self) -> Result<Description, String> {
                 self.0.describe()
             }
+
+            /// What the engine does beyond its operation (ABI 1.1).
+            pub fn capabilities(&self) -> Capabilities {
+                self.0.capabilities()
+            }
         }
     };
 }
@@ -237,12 +266,23 @@ handle! {
 impl TtsHandle {
     /// Speaks `text` into `sink`, one chunk per sentence, until the sink
     /// answers [`Flow::Stop`].
-    pub fn synthesize(&self, text: &str, mut sink: impl FnMut(Speech) -> Flow) -> Result<(), String> {
+    pub fn synthesize(&self, text: &str, sink: impl FnMut(Speech) -> Flow) -> Result<(), String> {
+        self.synthesize_with(text, &SpeechOptions::default(), sink)
+    }
+
+    /// [`TtsHandle::synthesize`] with options; check
+    /// [`TtsHandle::capabilities`] before asking for a speed.
+    pub fn synthesize_with(
+        &self,
+        text: &str,
+        options: &SpeechOptions,
+        mut sink: impl FnMut(Speech) -> Flow,
+    ) -> Result<(), String> {
         let engine = &self.0;
         let started = Instant::now();
         let mut first = true;
         engine.timed(|| {
-            engine.backend.synthesize(text, &mut |speech| {
+            engine.backend.synthesize_with(text, options, &mut |speech| {
                 if std::mem::take(&mut first) {
                     engine.first(started.elapsed());
                 }
@@ -262,12 +302,23 @@ impl SttHandle {
 impl ChatHandle {
     /// Streams the reply to `messages` into `sink` until it ends or the sink
     /// answers [`Flow::Stop`].
-    pub fn chat(&self, messages: &[Message], mut sink: impl FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+    pub fn chat(&self, messages: &[Message], sink: impl FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+        self.chat_with(messages, &ChatOptions::default(), sink)
+    }
+
+    /// [`ChatHandle::chat`] with per-request options (the engine honours
+    /// those its [`ChatHandle::capabilities`] name).
+    pub fn chat_with(
+        &self,
+        messages: &[Message],
+        options: &ChatOptions,
+        mut sink: impl FnMut(&str) -> Flow,
+    ) -> Result<ChatOutcome, String> {
         let engine = &self.0;
         let started = Instant::now();
         let mut first = true;
         engine.timed(|| {
-            engine.backend.chat(messages, &mut |piece| {
+            engine.backend.chat_with(messages, options, &mut |piece| {
                 if std::mem::take(&mut first) {
                     engine.first(started.elapsed());
                 }

@@ -261,14 +261,22 @@ fn open_plugin(path: &Path, canonical: &Path) -> Result<Plugin> {
             format!("host ABI {ABI_VERSION}, plugin ABI {plugin_abi}: {why}"),
         ));
     }
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| {
+    // Each minor version's layout is checked as that version laid it out
+    // (see `hearth_plugin_api::abi_v1_0`).
+    let module = if plugin_abi < hearth_plugin_api::ABI_V1_1 {
+        header
+            .init_root_module::<hearth_plugin_api::abi_v1_0::PluginModRef>()
+            .map(Module::v1_0)
+    } else {
+        header.init_root_module::<PluginModRef>().map(Module::new)
+    };
+    let module = module.map_err(|e| {
         refused(
             path,
             &stem,
             format!("host ABI {ABI_VERSION}, plugin ABI {plugin_abi}: {}", library_error(e)),
         )
     })?;
-    let module = Module::new(module);
     let info = module.info();
     Ok(Plugin {
         meta: PluginMeta {
@@ -287,6 +295,7 @@ fn library_error(e: LibraryError) -> String {
     match e {
         LibraryError::AbiInstability(details) => {
             let details = details.to_string();
+            tracing::debug!("layout mismatch in full: {details}");
             let first = details.lines().take(6).collect::<Vec<_>>().join(" / ");
             format!("layout mismatch: the plugin's types differ from this host's hearth-plugin-api ({first}); rebuild the plugin against this host's hearth-plugin-api")
         }

@@ -236,6 +236,71 @@ pub struct ChatReport {
     pub finish_reason: RString,
 }
 
+/// What an engine does beyond the operations every engine has (ABI 1.1).
+///
+/// A set of bits rather than fields, so that later minor versions add
+/// bits without changing the layout. An engine built for ABI 1.0 has no
+/// [`Engine::capabilities`] and answers [`Capabilities::NONE`].
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub struct Capabilities(pub u64);
+
+impl Capabilities {
+    /// Nothing beyond ABI 1.0.
+    pub const NONE: Self = Self(0);
+    /// TTS: `synthesize_with` speaks at [`SpeechOptions::speed`].
+    pub const SPEED: Self = Self(1);
+    /// Chat: `chat_with` stops after [`ChatOptions::max_tokens`].
+    pub const MAX_TOKENS: Self = Self(1 << 1);
+    /// Chat: `chat_with` samples at [`ChatOptions::temperature`].
+    pub const TEMPERATURE: Self = Self(1 << 2);
+    /// Chat: `chat_with` stops at [`ChatOptions::stop`] sequences.
+    pub const STOP: Self = Self(1 << 3);
+
+    /// Every bit of `other` is set here.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Capabilities {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+/// Per-request options of [`Engine::synthesize_with`] (ABI 1.1).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpeechOptions {
+    /// How fast to speak: 1.0 is the voice's own pace, 2.0 twice as fast.
+    /// Honoured by engines with [`Capabilities::SPEED`]; the host never
+    /// sends another value to an engine without it.
+    pub speed: f32,
+}
+
+impl Default for SpeechOptions {
+    fn default() -> Self {
+        Self { speed: 1.0 }
+    }
+}
+
+/// Per-request options of [`Engine::chat_with`] (ABI 1.1). Each is
+/// honoured by engines with the matching [`Capabilities`] bit and ignored
+/// by others.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default, PartialEq)]
+pub struct ChatOptions {
+    /// The most tokens to generate.
+    pub max_tokens: ROption<u32>,
+    /// Sampling temperature (0 = greedy).
+    pub temperature: ROption<f32>,
+    /// Stop before any of these.
+    pub stop: RVec<RString>,
+}
+
 /// What the host offers a plugin during `load` and `warmup`.
 ///
 /// Implemented by the host; plugins only call it.
@@ -316,9 +381,37 @@ pub trait Engine: Send + Sync {
     fn transcribe(&self, audio: PcmInput<'_>) -> RResult<Transcript, RString>;
 
     /// Chat: streams the reply to `messages` into the sink until it ends or
-    /// the sink says stop.
+    /// the sink says stop. The last method of ABI 1.0: later ones are
+    /// added below it, each with a default body, which is what runs when
+    /// the plugin was built before the method existed.
     #[sabi(last_prefix_field)]
     fn chat(&self, messages: RSlice<'_, ChatMessage>, sink: TokenSinkMut<'_>) -> RResult<ChatReport, RString>;
+
+    /// ABI 1.1: what this engine does beyond 1.0's operations. Default
+    /// (and for plugins built for 1.0): nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    /// ABI 1.1: [`Engine::synthesize`] with per-request options. Default
+    /// (and for plugins built for 1.0): `synthesize`, options ignored; the
+    /// host checks [`Engine::capabilities`] before sending any.
+    fn synthesize_with(&self, text: RStr<'_>, options: SpeechOptions, sink: AudioSinkMut<'_>) -> RResult<(), RString> {
+        let _ = options;
+        self.synthesize(text, sink)
+    }
+
+    /// ABI 1.1: [`Engine::chat`] with per-request options. Default (and for
+    /// plugins built for 1.0): `chat`, options ignored.
+    fn chat_with(
+        &self,
+        messages: RSlice<'_, ChatMessage>,
+        options: ChatOptions,
+        sink: TokenSinkMut<'_>,
+    ) -> RResult<ChatReport, RString> {
+        let _ = options;
+        self.chat(messages, sink)
+    }
 }
 
 /// An owned engine instance as it crosses the boundary.

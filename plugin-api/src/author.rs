@@ -9,7 +9,9 @@ use std::{
 use abi_stable::std_types::RStr;
 use serde::de::DeserializeOwned;
 
-use crate::abi::{AudioChunk, AudioSinkMut, ChatMessage, Flow, HostRef, PcmInput, TokenSinkMut};
+use crate::abi::{
+    AudioChunk, AudioSinkMut, Capabilities, ChatMessage, ChatOptions, Flow, HostRef, PcmInput, SpeechOptions, TokenSinkMut,
+};
 
 /// The error every engine method returns: a message for people, shown
 /// verbatim in `/api/ready` and in the host's log. Say what failed and what
@@ -202,6 +204,21 @@ impl<'a> TokenOut<'a> {
 pub trait TtsEngine: Warmable {
     /// Speaks `text`, one chunk per sentence, stopping when `out` says so.
     fn synthesize(&self, text: &str, out: &mut AudioOut<'_>) -> PluginResult<()>;
+
+    /// What the engine does beyond `synthesize`: return
+    /// [`Capabilities::SPEED`] when [`TtsEngine::synthesize_with`] honours
+    /// the speed. Default: nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    /// `synthesize` with per-request options. The host sends a speed other
+    /// than 1.0 only to an engine whose `capabilities` say
+    /// [`Capabilities::SPEED`]. Default: `synthesize`.
+    fn synthesize_with(&self, text: &str, options: &SpeechOptions, out: &mut AudioOut<'_>) -> PluginResult<()> {
+        let _ = options;
+        self.synthesize(text, out)
+    }
 }
 
 /// A speech-to-text engine.
@@ -223,4 +240,23 @@ pub struct ChatOutcome {
 pub trait ChatEngine: Warmable {
     /// Streams the reply to `messages` into `out`.
     fn chat(&self, messages: &[ChatMessage], out: &mut TokenOut<'_>) -> PluginResult<ChatOutcome>;
+
+    /// Which [`ChatOptions`] [`ChatEngine::chat_with`] honours
+    /// ([`Capabilities::MAX_TOKENS`], [`Capabilities::TEMPERATURE`],
+    /// [`Capabilities::STOP`]). Default: none.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    /// `chat` with per-request options; options the engine does not
+    /// declare in `capabilities` may be ignored. Default: `chat`.
+    fn chat_with(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        out: &mut TokenOut<'_>,
+    ) -> PluginResult<ChatOutcome> {
+        let _ = options;
+        self.chat(messages, out)
+    }
 }

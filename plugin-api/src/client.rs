@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     abi::{
-        AudioChunk, AudioSink, AudioSink_TO, ChatMessage, ChatRole, EngineBox, EngineKind, Flow, HostContext,
-        HostContext_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginModRef, TokenSink, TokenSink_TO, Transcript,
+        AudioChunk, AudioSink, AudioSink_TO, Capabilities, ChatMessage, ChatRole, EngineBox, EngineKind, Flow,
+        HostContext, HostContext_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginModRef, SpeechOptions, TokenSink,
+        TokenSink_TO, Transcript,
     },
     author::{ChatOutcome, Description},
 };
@@ -54,7 +55,26 @@ pub struct Info {
 /// tests.
 #[derive(Clone, Copy)]
 pub struct Module {
-    module: PluginModRef,
+    module: Root,
+}
+
+/// A root module of one of the layouts this crate knows.
+#[derive(Clone, Copy)]
+enum Root {
+    /// A plugin built for ABI 1.0.
+    V1_0(crate::abi_v1_0::PluginModRef),
+    /// A plugin built for this crate's ABI.
+    Current(PluginModRef),
+}
+
+/// The same field of whichever root module `$root` is.
+macro_rules! root_field {
+    ($root:expr, $field:ident) => {
+        match $root {
+            Root::V1_0(m) => m.$field(),
+            Root::Current(m) => m.$field(),
+        }
+    };
 }
 
 impl std::fmt::Debug for Module {
@@ -64,19 +84,29 @@ impl std::fmt::Debug for Module {
 }
 
 impl Module {
-    /// Wraps a root module.
+    /// Wraps a root module of this crate's ABI.
     pub fn new(module: PluginModRef) -> Self {
-        Self { module }
+        Self {
+            module: Root::Current(module),
+        }
+    }
+
+    /// Wraps the root module of a plugin built for ABI 1.0 (see
+    /// [`crate::abi_v1_0`]).
+    pub fn v1_0(module: crate::abi_v1_0::PluginModRef) -> Self {
+        Self {
+            module: Root::V1_0(module),
+        }
     }
 
     /// The kind of engine it makes.
     pub fn kind(&self) -> EngineKind {
-        (self.module.info())().kind
+        (root_field!(self.module, info))().kind
     }
 
     /// What the plugin says about itself.
     pub fn info(&self) -> Info {
-        let info = (self.module.info())();
+        let info = (root_field!(self.module, info))();
         Info {
             name: info.name.into_string(),
             kind: info.kind.to_string(),
@@ -87,12 +117,16 @@ impl Module {
 
     /// Validates a `config` table (JSON text) without loading anything.
     pub fn check_config(&self, config_json: &str) -> Result<(), String> {
-        into_result((self.module.check_config())(RStr::from_str(config_json)))
+        into_result((root_field!(self.module, check_config))(RStr::from_str(config_json)))
     }
 
     /// Makes a new, unloaded engine instance.
     pub fn new_engine(&self) -> Result<Instance, String> {
-        into_result((self.module.new_engine())()).map(|engine| Instance { engine })
+        let engine = match self.module {
+            Root::V1_0(m) => into_result((m.new_engine())()).map(Engine::V1_0),
+            Root::Current(m) => into_result((m.new_engine())()).map(Engine::Current),
+        };
+        engine.map(|engine| Instance { engine })
     }
 }
 
@@ -111,12 +145,59 @@ pub trait Calls: Send + Sync + 'static {
     fn health(&self) -> Result<(), String>;
     /// Releases the model and what the engine started.
     fn shutdown(&self);
-    /// TTS: speaks `text` into `sink`, one [`Speech`] per sentence.
-    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String>;
+    /// What the engine does beyond its operation (ABI 1.1; an engine built
+    /// for 1.0 answers [`Capabilities::NONE`]).
+    fn capabilities(&self) -> Result<Capabilities, String>;
+    /// TTS: speaks `text` into `sink`, one [`Speech`] per sentence, with
+    /// per-request options (send a speed other than 1.0 only to an engine
+    /// with [`Capabilities::SPEED`]).
+    fn synthesize_with(
+        &self,
+        text: &str,
+        options: &SpeechOptions,
+        sink: &mut dyn FnMut(Speech) -> Flow,
+    ) -> Result<(), String>;
+    /// TTS at the voice's own pace.
+    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
+        self.synthesize_with(text, &SpeechOptions::default(), sink)
+    }
     /// STT: turns `audio` into text.
     fn transcribe(&self, audio: &Audio) -> Result<Transcription, String>;
-    /// Chat: streams the reply to `messages` into `sink`.
-    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String>;
+    /// Chat: streams the reply to `messages` into `sink`, with per-request
+    /// options (an engine honours those its capabilities name).
+    fn chat_with(
+        &self,
+        messages: &[Message],
+        options: &ChatOptions,
+        sink: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<ChatOutcome, String>;
+    /// Chat with the engine's own settings.
+    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+        self.chat_with(messages, &ChatOptions::default(), sink)
+    }
+}
+
+/// Per-request chat options in plain Rust (the plain side of
+/// [`crate::ChatOptions`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatOptions {
+    /// The most tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Stop before any of these.
+    pub stop: Vec<String>,
+}
+
+impl ChatOptions {
+    /// As the ABI carries them.
+    pub fn to_abi(&self) -> crate::abi::ChatOptions {
+        crate::abi::ChatOptions {
+            max_tokens: self.max_tokens.into(),
+            temperature: self.temperature.into(),
+            stop: self.stop.iter().map(|s| RString::from(s.as_str())).collect(),
+        }
+    }
 }
 
 /// A plugin library as a host uses it, whatever opened it: a [`Module`] in
@@ -359,7 +440,26 @@ pub struct Warmed {
 /// One engine instance made by a plugin. Dropping it drops the plugin's
 /// object; call [`Instance::shutdown`] first when it was loaded.
 pub struct Instance {
-    engine: EngineBox,
+    engine: Engine,
+}
+
+/// An engine of one of the layouts this crate knows.
+enum Engine {
+    /// Built for ABI 1.0: no capabilities, no options.
+    V1_0(crate::abi_v1_0::EngineBox),
+    /// Built for this crate's ABI.
+    Current(EngineBox),
+}
+
+/// The same call on whichever engine `$engine` is, for the methods every
+/// version has.
+macro_rules! on_engine {
+    ($engine:expr, $e:ident => $call:expr) => {
+        match &$engine {
+            Engine::V1_0($e) => $call,
+            Engine::Current($e) => $call,
+        }
+    };
 }
 
 impl std::fmt::Debug for Instance {
@@ -371,7 +471,7 @@ impl std::fmt::Debug for Instance {
 impl Calls for Instance {
     /// Name, engine version and (after load) model.
     fn describe(&self) -> Result<Description, String> {
-        let info = self.engine.describe();
+        let info = on_engine!(self.engine, e => e.describe());
         Ok(Description {
             name: info.name.into_string(),
             engine_version: info.engine_version.into_string(),
@@ -389,14 +489,14 @@ impl Calls for Instance {
         };
         let adapter = HostAdapter(host);
         let host: HostRef<'_> = HostContext_TO::from_ptr(&adapter, TD_Opaque);
-        into_result(self.engine.load(request, host))
+        into_result(on_engine!(self.engine, e => e.load(request, host)))
     }
 
     /// Runs the model once.
     fn warmup(&self, host: &dyn Host) -> Result<Warmed, String> {
         let adapter = HostAdapter(host);
         let host: HostRef<'_> = HostContext_TO::from_ptr(&adapter, TD_Opaque);
-        into_result(self.engine.warmup(host)).map(|report| Warmed {
+        into_result(on_engine!(self.engine, e => e.warmup(host))).map(|report| Warmed {
             warmed: report.warmed.into_string(),
             duration_ms: report.duration_ms,
         })
@@ -404,36 +504,59 @@ impl Calls for Instance {
 
     /// The cheap health check.
     fn health(&self) -> Result<(), String> {
-        into_result(self.engine.health())
+        into_result(on_engine!(self.engine, e => e.health()))
     }
 
     /// Releases the model and what the engine started.
     fn shutdown(&self) {
-        self.engine.shutdown();
+        on_engine!(self.engine, e => e.shutdown());
+    }
+
+    fn capabilities(&self) -> Result<Capabilities, String> {
+        Ok(match &self.engine {
+            Engine::V1_0(_) => Capabilities::NONE,
+            Engine::Current(e) => e.capabilities(),
+        })
     }
 
     /// TTS: speaks `text` into `sink`, one [`Speech`] per sentence.
-    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
+    fn synthesize_with(
+        &self,
+        text: &str,
+        options: &SpeechOptions,
+        sink: &mut dyn FnMut(Speech) -> Flow,
+    ) -> Result<(), String> {
         let mut adapter = AudioAdapter(sink);
-        into_result(
-            self.engine
-                .synthesize(RStr::from_str(text), AudioSink_TO::from_ptr(&mut adapter, TD_Opaque)),
-        )
+        let sink = AudioSink_TO::from_ptr(&mut adapter, TD_Opaque);
+        into_result(match &self.engine {
+            // A 1.0 engine speaks at its own pace (the host asks it for no
+            // other: it has no `SPEED`).
+            Engine::V1_0(e) => e.synthesize(RStr::from_str(text), sink),
+            Engine::Current(e) => e.synthesize_with(RStr::from_str(text), *options, sink),
+        })
     }
 
     /// STT: turns `audio` into text.
     fn transcribe(&self, audio: &Audio) -> Result<Transcription, String> {
-        into_result(self.engine.transcribe(audio.as_input())).map(from_abi_transcript)
+        into_result(on_engine!(self.engine, e => e.transcribe(audio.as_input()))).map(from_abi_transcript)
     }
 
     /// Chat: streams the reply to `messages` into `sink`.
-    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+    fn chat_with(
+        &self,
+        messages: &[Message],
+        options: &ChatOptions,
+        sink: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<ChatOutcome, String> {
         let messages = to_abi_messages(messages);
         let mut adapter = TokenAdapter(sink);
-        into_result(self.engine.chat(
-            RSlice::from_slice(&messages),
-            TokenSink_TO::from_ptr(&mut adapter, TD_Opaque),
-        ))
+        let messages = RSlice::from_slice(&messages);
+        let sink = TokenSink_TO::from_ptr(&mut adapter, TD_Opaque);
+        into_result(match &self.engine {
+            // A 1.0 engine has no options: it chats with its own settings.
+            Engine::V1_0(e) => e.chat(messages, sink),
+            Engine::Current(e) => e.chat_with(messages, options.to_abi(), sink),
+        })
         .map(|report| ChatOutcome {
             tokens: report.tokens,
             finish_reason: report.finish_reason.into_string(),

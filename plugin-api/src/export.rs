@@ -14,8 +14,9 @@ use abi_stable::{
 
 use crate::{
     abi::{
-        AudioSinkMut, ChatMessage, ChatReport, Engine, EngineBox, EngineInfo, EngineKind, Engine_TO, HostRef,
-        LoadRequest, PcmInput, PluginInfo, PluginMod, PluginModRef, TokenSinkMut, Transcript, WarmupReport,
+        AudioSinkMut, Capabilities, ChatMessage, ChatOptions, ChatReport, Engine, EngineBox, EngineInfo, EngineKind,
+        Engine_TO, HostRef, LoadRequest, PcmInput, PluginInfo, PluginMod, PluginModRef, SpeechOptions, TokenSinkMut,
+        Transcript, WarmupReport,
     },
     author::{AudioOut, ChatEngine, Context, PluginError, PluginResult, SttEngine, TokenOut, TtsEngine, Warmable},
 };
@@ -49,8 +50,12 @@ fn wrong_kind<T>(kind: EngineKind, operation: &str) -> PluginResult<T> {
 pub trait Kind<E: Warmable>: 'static {
     /// The kind.
     const KIND: EngineKind;
+    /// What the engine declares beyond its operation.
+    fn capabilities(_engine: &E) -> Capabilities {
+        Capabilities::NONE
+    }
     /// TTS, or an error for other kinds.
-    fn synthesize(_engine: &E, _text: &str, _out: &mut AudioOut<'_>) -> PluginResult<()> {
+    fn synthesize(_engine: &E, _text: &str, _options: &SpeechOptions, _out: &mut AudioOut<'_>) -> PluginResult<()> {
         wrong_kind(Self::KIND, "synthesize speech")
     }
     /// STT, or an error for other kinds.
@@ -58,7 +63,12 @@ pub trait Kind<E: Warmable>: 'static {
         wrong_kind(Self::KIND, "transcribe audio")
     }
     /// Chat, or an error for other kinds.
-    fn chat(_engine: &E, _messages: &[ChatMessage], _out: &mut TokenOut<'_>) -> PluginResult<ChatReport> {
+    fn chat(
+        _engine: &E,
+        _messages: &[ChatMessage],
+        _options: &ChatOptions,
+        _out: &mut TokenOut<'_>,
+    ) -> PluginResult<ChatReport> {
         wrong_kind(Self::KIND, "chat")
     }
 }
@@ -72,8 +82,11 @@ pub struct Chat;
 
 impl<E: TtsEngine> Kind<E> for Tts {
     const KIND: EngineKind = EngineKind::TTS;
-    fn synthesize(engine: &E, text: &str, out: &mut AudioOut<'_>) -> PluginResult<()> {
-        engine.synthesize(text, out)
+    fn capabilities(engine: &E) -> Capabilities {
+        engine.capabilities()
+    }
+    fn synthesize(engine: &E, text: &str, options: &SpeechOptions, out: &mut AudioOut<'_>) -> PluginResult<()> {
+        engine.synthesize_with(text, options, out)
     }
 }
 
@@ -86,8 +99,16 @@ impl<E: SttEngine> Kind<E> for Stt {
 
 impl<E: ChatEngine> Kind<E> for Chat {
     const KIND: EngineKind = EngineKind::CHAT;
-    fn chat(engine: &E, messages: &[ChatMessage], out: &mut TokenOut<'_>) -> PluginResult<ChatReport> {
-        let outcome = engine.chat(messages, out)?;
+    fn capabilities(engine: &E) -> Capabilities {
+        engine.capabilities()
+    }
+    fn chat(
+        engine: &E,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        out: &mut TokenOut<'_>,
+    ) -> PluginResult<ChatReport> {
+        let outcome = engine.chat_with(messages, options, out)?;
         Ok(ChatReport {
             tokens: outcome.tokens,
             finish_reason: outcome.finish_reason.into(),
@@ -152,7 +173,7 @@ impl<E: Warmable, K: Kind<E>> Engine for Adapter<E, K> {
     }
 
     fn synthesize(&self, text: RStr<'_>, sink: AudioSinkMut<'_>) -> RResult<(), RString> {
-        guard(|| K::synthesize(&self.engine, text.as_str(), &mut AudioOut::new(sink)))
+        self.synthesize_with(text, SpeechOptions::default(), sink)
     }
 
     fn transcribe(&self, audio: PcmInput<'_>) -> RResult<Transcript, RString> {
@@ -160,7 +181,27 @@ impl<E: Warmable, K: Kind<E>> Engine for Adapter<E, K> {
     }
 
     fn chat(&self, messages: RSlice<'_, ChatMessage>, sink: TokenSinkMut<'_>) -> RResult<ChatReport, RString> {
-        guard(|| K::chat(&self.engine, messages.as_slice(), &mut TokenOut::new(sink)))
+        self.chat_with(messages, ChatOptions::default(), sink)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match guard(|| Ok(K::capabilities(&self.engine))) {
+            RResult::ROk(capabilities) => capabilities,
+            RResult::RErr(_) => Capabilities::NONE,
+        }
+    }
+
+    fn synthesize_with(&self, text: RStr<'_>, options: SpeechOptions, sink: AudioSinkMut<'_>) -> RResult<(), RString> {
+        guard(|| K::synthesize(&self.engine, text.as_str(), &options, &mut AudioOut::new(sink)))
+    }
+
+    fn chat_with(
+        &self,
+        messages: RSlice<'_, ChatMessage>,
+        options: ChatOptions,
+        sink: TokenSinkMut<'_>,
+    ) -> RResult<ChatReport, RString> {
+        guard(|| K::chat(&self.engine, messages.as_slice(), &options, &mut TokenOut::new(sink)))
     }
 }
 

@@ -33,7 +33,8 @@
 //!    library header *without* running any plugin code.
 //! 3. It compares the plugin's ABI version with its own by [`check_compatible`].
 //! 4. `abi_stable` checks the layout of every type reachable from the root
-//!    module against the host's copy of this crate.
+//!    module against the host's copy of this crate — the copy of the minor
+//!    version the plugin was built for (see below).
 //! 5. Only then does it call into the plugin.
 //!
 //! Libraries are never unloaded: the engines they create, the strings they
@@ -57,11 +58,21 @@
 //!
 //! * **Patch** (`1.0.x`): documentation and host-side fixes; no type changes.
 //! * **Minor** (`1.x.0`): additions that old plugins cannot notice:
-//!   - a field added at the *end* of [`PluginMod`] (a prefix type: the host
-//!     reads it through an `Option` accessor and must cope with its absence);
-//!   - a method added at the *end* of [`Engine`], [`HostContext`],
-//!     [`AudioSink`] or [`TokenSink`], **with a default body** so that
-//!     objects built by older plugins still answer it;
+//!   - a method added at the *end* of [`Engine`] (after the
+//!     `#[sabi(last_prefix_field)]` one), **with a default body** that does
+//!     what an older plugin would, and a [`Capabilities`] bit when the host
+//!     must know whether a plugin does more — as ABI 1.1 added
+//!     [`Engine::capabilities`], [`Engine::synthesize_with`] and
+//!     [`Engine::chat_with`];
+//!   - a field added at the *end* of [`PluginMod`] (a prefix type);
+//!   - and for either, a frozen copy of the previous layout (as
+//!     [`abi_v1_0`] keeps 1.0's). `abi_stable`'s layout check lets a loader
+//!     open a library whose prefix types have *more* fields than the
+//!     loader's, not fewer, so the host opens each plugin against the
+//!     layout of the minor version its header declares, and
+//!     [`client::Module`] answers for an older plugin what the default
+//!     bodies say. `tests/abi-1.0` holds a plugin built from the 1.0 sources
+//!     that the test suite loads and chats with;
 //!   - a new constant of [`EngineKind`] or [`ChatRole`] (they are integers
 //!     with named constants, not Rust enums, precisely so that this is
 //!     compatible);
@@ -79,6 +90,7 @@
 #![warn(missing_docs)]
 
 mod abi;
+pub mod abi_v1_0;
 mod author;
 pub mod client;
 mod export;

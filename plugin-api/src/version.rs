@@ -6,13 +6,18 @@ use std::fmt;
 /// new_engine}`; `Engine` up to `chat`; `HostContext` up to `log`.
 pub const ABI_V1_0: AbiVersion = AbiVersion::new(1, 0, 0);
 
+/// ABI 1.1.0: per-request options. `Engine` gains `capabilities`,
+/// `synthesize_with` (speed) and `chat_with` (max tokens, temperature,
+/// stop), each with a default body that serves plugins built for 1.0.
+pub const ABI_V1_1: AbiVersion = AbiVersion::new(1, 1, 0);
+
 /// The ABI version this copy of the crate declares. Plugins built against it
 /// record it in their library header.
-pub const ABI_VERSION: AbiVersion = ABI_V1_0;
+pub const ABI_VERSION: AbiVersion = ABI_V1_1;
 
 /// `ABI_VERSION` as text, which is how `abi_stable` records it in the
 /// library header; a unit test keeps the two equal.
-pub const ABI_VERSION_STR: &str = "1.0.0";
+pub const ABI_VERSION_STR: &str = "1.1.0";
 
 /// A semver version of the ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -41,8 +41,8 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    client::{Audio, Calls, Host, Info, Library, Message, Speech, Transcription, Warmed},
-    AbiVersion, ChatOutcome, Description, EngineKind, Flow,
+    client::{Audio, Calls, ChatOptions, Host, Info, Library, Message, Speech, Transcription, Warmed},
+    AbiVersion, Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions,
 };
 
 use self::protocol::{read_frame, write_frame, Answer, Call, FromWorker, Opened, ToWorker, VERSION};
@@ -766,13 +766,28 @@ impl Calls for Worker {
         self.stop();
     }
 
-    fn synthesize(&self, text: &str, sink: &mut dyn FnMut(Speech) -> Flow) -> Result<(), String> {
+    fn capabilities(&self) -> Result<Capabilities, String> {
+        match self.call(Call::Capabilities, self.shared.limits.quick, None, None)? {
+            Answer::Capabilities(c) => Ok(c),
+            other => Err(unexpected(other, "capabilities")),
+        }
+    }
+
+    fn synthesize_with(
+        &self,
+        text: &str,
+        options: &SpeechOptions,
+        sink: &mut dyn FnMut(Speech) -> Flow,
+    ) -> Result<(), String> {
         let mut relay = |piece: Piece<'_>| match piece {
             Piece::Speech(speech) => sink(speech),
             Piece::Token(_) => Flow::Stop,
         };
         self.call(
-            Call::Synthesize { text: text.to_owned() },
+            Call::Synthesize {
+                text: text.to_owned(),
+                options: *options,
+            },
             self.shared.limits.request,
             None,
             Some(&mut relay),
@@ -792,7 +807,12 @@ impl Calls for Worker {
         }
     }
 
-    fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
+    fn chat_with(
+        &self,
+        messages: &[Message],
+        options: &ChatOptions,
+        sink: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<ChatOutcome, String> {
         let mut relay = |piece: Piece<'_>| match piece {
             Piece::Token(text) => sink(text),
             Piece::Speech(_) => Flow::Stop,
@@ -800,6 +820,7 @@ impl Calls for Worker {
         match self.call(
             Call::Chat {
                 messages: messages.to_vec(),
+                options: options.clone(),
             },
             self.shared.limits.request,
             None,

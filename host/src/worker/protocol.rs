@@ -15,8 +15,8 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    client::{Audio, Message, Speech, Transcription, Warmed},
-    ChatOutcome, Description,
+    client::{Audio, ChatOptions, Message, Speech, Transcription, Warmed},
+    Capabilities, ChatOutcome, Description, SpeechOptions,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -83,10 +83,14 @@ pub enum Call {
     Health,
     /// `shutdown`.
     Shutdown,
+    /// `capabilities`.
+    Capabilities,
     /// TTS.
     Synthesize {
         /// The text.
         text: String,
+        /// Per-request options.
+        options: SpeechOptions,
     },
     /// STT.
     Transcribe {
@@ -97,6 +101,8 @@ pub enum Call {
     Chat {
         /// The conversation.
         messages: Vec<Message>,
+        /// Per-request options.
+        options: ChatOptions,
     },
 }
 
@@ -111,6 +117,7 @@ impl Call {
             Self::Warmup => "warmup",
             Self::Health => "health",
             Self::Shutdown => "shutdown",
+            Self::Capabilities => "capabilities",
             Self::Synthesize { .. } => "synthesize",
             Self::Transcribe { .. } => "transcribe",
             Self::Chat { .. } => "chat",
@@ -198,6 +205,8 @@ pub enum Answer {
     Transcription(Transcription),
     /// `chat`.
     Chat(ChatOutcome),
+    /// `capabilities`.
+    Capabilities(Capabilities),
 }
 
 /// Writes one frame.

@@ -92,14 +92,17 @@ impl Served {
                 self.engine()?.shutdown();
                 Ok(Answer::Unit)
             }
-            Call::Synthesize { text } => self
+            Call::Capabilities => self.engine()?.capabilities().map(Answer::Capabilities),
+            Call::Synthesize { text, options } => self
                 .engine()?
-                .synthesize(&text, &mut |speech| self.offer(id, FromWorker::Speech { id, speech }))
+                .synthesize_with(&text, &options, &mut |speech| {
+                    self.offer(id, FromWorker::Speech { id, speech })
+                })
                 .map(|()| Answer::Unit),
             Call::Transcribe { audio } => self.engine()?.transcribe(&audio).map(Answer::Transcription),
-            Call::Chat { messages } => self
+            Call::Chat { messages, options } => self
                 .engine()?
-                .chat(&messages, &mut |text| {
+                .chat_with(&messages, &options, &mut |text| {
                     self.offer(
                         id,
                         FromWorker::Token {

@@ -55,7 +55,8 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    ChatEngine, ChatMessage, ChatOutcome, Context, Description, Flow, PluginError, PluginResult, TokenOut, Warmable,
+    Capabilities, ChatEngine, ChatMessage, ChatOptions, ChatOutcome, Context, Description, Flow, PluginError,
+    PluginResult, TokenOut, Warmable,
 };
 use reqwest::StatusCode;
 
@@ -280,20 +281,45 @@ impl Warmable for HttpChat {
 
 impl ChatEngine for HttpChat {
     fn chat(&self, messages: &[ChatMessage], out: &mut TokenOut<'_>) -> PluginResult<ChatOutcome> {
+        self.chat_with(messages, &ChatOptions::default(), out)
+    }
+
+    /// Both server APIs take all three per request.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MAX_TOKENS | Capabilities::TEMPERATURE | Capabilities::STOP
+    }
+
+    fn chat_with(
+        &self,
+        messages: &[ChatMessage],
+        request: &ChatOptions,
+        out: &mut TokenOut<'_>,
+    ) -> PluginResult<ChatOutcome> {
         let l = self.loaded()?;
         if let Some(notice) = l.death_notice("after it was ready") {
             return Err(format!("cannot chat: {notice}").into());
+        }
+        // The request's options win over the configured ones.
+        let mut options = l.config.options.clone();
+        if let Some(n) = request.max_tokens.into_option() {
+            options.max_tokens = Some(n);
+        }
+        if let Some(t) = request.temperature.into_option() {
+            options.temperature = Some(f64::from(t));
+        }
+        if !request.stop.is_empty() {
+            options.stop = request.stop.iter().map(|s| s.to_string()).collect();
         }
         let conversation = wire::messages(l.config.system_prompt.as_deref(), messages);
         let (url, body, parse): (String, _, fn(&str) -> Event) = match l.config.api {
             Api::Ollama => (
                 l.config.api_url("/api/chat"),
-                wire::ollama_chat(&l.config, &l.model, conversation),
+                wire::ollama_chat(&l.config, &l.model, conversation, &options),
                 wire::parse_ndjson_line,
             ),
             Api::Openai => (
                 l.config.api_url("/chat/completions"),
-                wire::openai_chat(&l.config, &l.model, conversation),
+                wire::openai_chat(&l.model, conversation, &options),
                 wire::parse_sse_line,
             ),
         };

@@ -160,10 +160,11 @@ pub fn messages(system_prompt: Option<&str>, conversation: &[ChatMessage]) -> Ve
         .collect()
 }
 
-/// The body of a streamed OpenAI `/chat/completions` request.
-pub fn openai_chat(config: &Config, model: &str, messages: Vec<Value>) -> Value {
+/// The body of a streamed OpenAI `/chat/completions` request, with
+/// `options` (the configured ones with a request's over them).
+pub fn openai_chat(model: &str, messages: Vec<Value>, options: &Options) -> Value {
     let mut body = json!({"model": model, "messages": messages, "stream": true});
-    put_openai_options(body.as_object_mut().expect("object"), &config.options);
+    put_openai_options(body.as_object_mut().expect("object"), options);
     body
 }
 
@@ -192,10 +193,10 @@ fn put_openai_options(body: &mut Map<String, Value>, o: &Options) {
     }
 }
 
-/// The body of a streamed Ollama `/api/chat` request.
-pub fn ollama_chat(config: &Config, model: &str, messages: Vec<Value>) -> Value {
+/// The body of a streamed Ollama `/api/chat` request, with `options`.
+pub fn ollama_chat(config: &Config, model: &str, messages: Vec<Value>, options: &Options) -> Value {
     let mut body = json!({"model": model, "messages": messages, "stream": true});
-    let o = &config.options;
+    let o = options;
     let mut options = Map::new();
     if let Some(t) = o.temperature {
         options.insert("temperature".into(), json!(t));

@@ -30,6 +30,8 @@
 //! token_ms = 20         # delay between chat tokens
 //! transcript = "hello"  # STT result for audio that is not silent (silence gives "")
 //! sample_rate = 16000   # TTS output rate
+//! speed = false         # TTS declares the speed capability and honours it
+//!                       # (chat always honours max_tokens)
 //! shutdown_file = "/tmp/x"  # each shutdown appends a line `shutdown <name>` here
 //! crash = "abort"       # kill the process natively (no panic, no error value):
 //!                       # "abort" (SIGABRT), "segv" (invalid write, SIGSEGV),
@@ -60,8 +62,8 @@ use std::{
 };
 
 use hearth_plugin_api::{
-    AudioOut, ChatEngine, ChatMessage, ChatOutcome, Context, Description, Flow, PcmInput, PcmSamples, PluginError,
-    PluginResult, Segment, SttEngine, TokenOut, Transcript, TtsEngine, Warmable,
+    AudioOut, Capabilities, ChatEngine, ChatMessage, ChatOptions, ChatOutcome, Context, Description, Flow, PcmInput,
+    PcmSamples, PluginError, PluginResult, Segment, SpeechOptions, SttEngine, TokenOut, Transcript, TtsEngine, Warmable,
 };
 use serde::Deserialize;
 
@@ -105,6 +107,8 @@ pub struct Script {
     pub transcript: Option<String>,
     /// TTS output rate.
     pub sample_rate: Option<u32>,
+    /// TTS declares `Capabilities::SPEED` and honours it.
+    pub speed: bool,
     /// Each `shutdown` appends a line to this file (for tests of when the
     /// host shuts engines down).
     pub shutdown_file: Option<std::path::PathBuf>,
@@ -415,14 +419,29 @@ impl Warmable for Scripted {
 
 impl TtsEngine for Scripted {
     fn synthesize(&self, text: &str, out: &mut AudioOut<'_>) -> PluginResult<()> {
+        self.synthesize_with(text, &SpeechOptions::default(), out)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        if self.script().is_ok_and(|s| s.speed) {
+            Capabilities::SPEED
+        } else {
+            Capabilities::NONE
+        }
+    }
+
+    fn synthesize_with(&self, text: &str, options: &SpeechOptions, out: &mut AudioOut<'_>) -> PluginResult<()> {
         let script = self.script()?;
         let rate = script.sample_rate.unwrap_or(16_000);
+        let speed = if script.speed { f64::from(options.speed) } else { 1.0 };
         // One chunk per sentence, cut by the rule every engine shares.
         let mut sent = false;
         for sentence in hearth_plugin_api::text::split_sentences(text) {
-            // 60 ms of a 440 Hz tone per character: audible, and its length
-            // follows the text, which is all a fixture needs.
-            let n = (rate as usize * 60 / 1000) * sentence.chars().count();
+            // 60 ms of a 440 Hz tone per character (divided by the speed):
+            // audible, and its length follows the text, which is all a
+            // fixture needs.
+            let per_char = (f64::from(rate) * 0.060 / speed) as usize;
+            let n = per_char * sentence.chars().count();
             let samples = (0..n)
                 .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16)
                 .collect();
@@ -478,7 +497,21 @@ impl SttEngine for Scripted {
 
 impl ChatEngine for Scripted {
     fn chat(&self, messages: &[ChatMessage], out: &mut TokenOut<'_>) -> PluginResult<ChatOutcome> {
+        self.chat_with(messages, &ChatOptions::default(), out)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MAX_TOKENS
+    }
+
+    fn chat_with(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        out: &mut TokenOut<'_>,
+    ) -> PluginResult<ChatOutcome> {
         let script = self.script()?;
+        let limit = options.max_tokens.into_option().unwrap_or(u32::MAX);
         let reply = match &script.reply {
             Some(reply) => reply.clone(),
             None => format!(
@@ -488,6 +521,12 @@ impl ChatEngine for Scripted {
         };
         let mut tokens = 0;
         for (i, word) in reply.split(' ').enumerate() {
+            if tokens >= limit {
+                return Ok(ChatOutcome {
+                    tokens,
+                    finish_reason: "length".into(),
+                });
+            }
             sleep(Duration::from_millis(script.token_ms));
             let piece = if i == 0 { word.to_owned() } else { format!(" {word}") };
             tokens += 1;

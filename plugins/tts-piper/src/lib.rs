@@ -31,7 +31,9 @@ use std::{
     },
 };
 
-use hearth_plugin_api::{AudioOut, Context, Description, Flow, PluginError, PluginResult, TtsEngine, Warmable};
+use hearth_plugin_api::{
+    AudioOut, Capabilities, Context, Description, Flow, PluginError, PluginResult, SpeechOptions, TtsEngine, Warmable,
+};
 
 use crate::{
     config::{Config, Settings, Speaker, RUNTIME_ENV},
@@ -118,7 +120,7 @@ impl Warmable for PiperTts {
         let mut samples = 0;
         for sentence in text::sentences(&voice.warmup_text) {
             ctx.check_cancelled()?;
-            if let Some(audio) = voice.speak(&sentence)? {
+            if let Some(audio) = voice.speak(&sentence, voice.scales)? {
                 samples += audio.len();
             }
         }
@@ -152,9 +154,23 @@ impl Warmable for PiperTts {
 
 impl TtsEngine for PiperTts {
     fn synthesize(&self, text: &str, out: &mut AudioOut<'_>) -> PluginResult<()> {
+        self.synthesize_with(text, &SpeechOptions::default(), out)
+    }
+
+    /// Speed is Piper's length scale: twice as fast, half as long.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::SPEED
+    }
+
+    fn synthesize_with(&self, text: &str, options: &SpeechOptions, out: &mut AudioOut<'_>) -> PluginResult<()> {
         let voice = self.loaded()?;
+        if !(options.speed.is_finite() && options.speed > 0.0) {
+            return Err(format!("speed {} is not a positive number", options.speed).into());
+        }
+        let mut scales = voice.scales;
+        scales[1] /= options.speed;
         for sentence in text::sentences(text) {
-            let Some(audio) = voice.speak(&sentence)? else {
+            let Some(audio) = voice.speak(&sentence, scales)? else {
                 continue;
             };
             if out.send(voice.sample_rate, audio, sentence.text) == Flow::Stop {
@@ -166,8 +182,9 @@ impl TtsEngine for PiperTts {
 }
 
 impl LoadedVoice {
-    /// Speaks one sentence; `None` when it has nothing speakable.
-    fn speak(&self, sentence: &text::Sentence<'_>) -> PluginResult<Option<Vec<i16>>> {
+    /// Speaks one sentence with `scales` (`[noise, length, noise_w]`);
+    /// `None` when it has nothing speakable.
+    fn speak(&self, sentence: &text::Sentence<'_>, scales: [f32; 3]) -> PluginResult<Option<Vec<i16>>> {
         let texts: Vec<&str> = sentence.clauses.iter().map(|c| c.text).collect();
         let phonemes = espeak::phonemize(&self.espeak_voice, &texts)?;
         let clauses: Vec<(String, Option<char>)> = phonemes
@@ -183,7 +200,7 @@ impl LoadedVoice {
             let model = model
                 .as_mut()
                 .ok_or_else(|| PluginError::from("the voice was shut down"))?;
-            model.infer(&ids, self.scales, self.speaker)?
+            model.infer(&ids, scales, self.speaker)?
         };
         Ok(Some(to_pcm16(&audio, self.normalize, self.volume)))
     }
