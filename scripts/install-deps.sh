@@ -14,6 +14,7 @@ packages=(
   systemd                      # systemd-analyze verify of deploy/systemd/hearth.service
   prometheus                   # promtool: checks deploy/prometheus (the server is not run, see below)
   buildah mmdebstrap           # the container image: deploy/build-image.sh, scripts/check-deploy.sh
+  ffmpeg python3-soundfile     # audio/ tests: independent decoders and encoders to check hearth-audio against
 )
 
 missing=()

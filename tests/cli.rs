@@ -86,7 +86,10 @@ fn plugin_inspect_shows_a_plugin_or_why_it_is_refused() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name:        scripted-stt"), "{stdout}");
     assert!(stdout.contains("kind:        stt"), "{stdout}");
-    assert!(stdout.contains(&format!("plugin ABI:  {}", hearth_plugin_api::ABI_VERSION)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("plugin ABI:  {}", hearth_plugin_api::ABI_VERSION)),
+        "{stdout}"
+    );
 
     let foreign = library("libhearth_fixture_abi_v2.so");
     let out = hearth(&["plugin", "inspect", "--json", foreign.to_str().unwrap()]);

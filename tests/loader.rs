@@ -99,7 +99,9 @@ fn check_config_reports_unknown_keys_without_loading() {
 async fn a_plugin_built_for_abi_1_0_loads_and_chats() {
     use hearth_plugin_api::{client::ChatOptions, client::Message, Capabilities, Flow};
     let path = hearth_tests::abi_1_0_chat();
-    let opened = Libraries::default().open(&path).expect("a 1.0 plugin opens in this host");
+    let opened = Libraries::default()
+        .open(&path)
+        .expect("a 1.0 plugin opens in this host");
     assert_eq!(opened.meta.abi, hearth_plugin_api::ABI_V1_0);
     assert!(ABI_VERSION > hearth_plugin_api::ABI_V1_0, "this host is newer than 1.0");
     for isolation in ["process", "in-process"] {
@@ -138,4 +140,3 @@ async fn a_plugin_built_for_abi_1_0_loads_and_chats() {
         assert_eq!(reply.1.finish_reason, "stop", "{isolation}");
     }
 }
-

@@ -67,7 +67,10 @@ pub fn abi_1_0_chat() -> PathBuf {
                 .arg(&target)
                 .status()
                 .expect("cargo runs");
-            assert!(status.success(), "building the ABI 1.0 fixtures in tests/abi-1.0 failed");
+            assert!(
+                status.success(),
+                "building the ABI 1.0 fixtures in tests/abi-1.0 failed"
+            );
             target.join("debug/libhearth_fixture_abi_1_0_chat.so")
         })
         .clone()

@@ -119,6 +119,8 @@ pub struct RawHost {
     pub allowed_hosts: Option<Vec<String>>,
     /// A file holding the admin token.
     pub admin_token_file: Option<Spanned<String>>,
+    /// A file holding the API key `/v1` requires.
+    pub api_key_file: Option<Spanned<String>>,
     /// Serve the admin endpoints beyond loopback without a token.
     pub allow_open_admin: Option<bool>,
     /// Connections served at once.
@@ -219,6 +221,10 @@ pub struct HostConfig {
     pub allowed_hosts: Vec<String>,
     /// Default none: the admin token's file (`HEARTH_ADMIN_TOKEN` wins).
     pub admin_token_file: Option<PathBuf>,
+    /// Default none: a file holding the API key the `/v1` endpoints require
+    /// as `Authorization: Bearer <key>` (`HEARTH_API_KEY` wins); without
+    /// one, `/v1` is as open as the rest of the API.
+    pub api_key_file: Option<PathBuf>,
     /// Default false: serve admin endpoints beyond loopback without a token.
     pub allow_open_admin: bool,
     /// Default 10,240: connections served at once; more are answered 503
@@ -482,6 +488,9 @@ fn resolve_host(file: &Located<'_>, base_dir: &Path, raw: RawHost) -> Result<Hos
         allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
         admin_token_file: raw
             .admin_token_file
+            .map(|f| hearth_plugin_api::resolve_path(base_dir, Path::new(f.get_ref()))),
+        api_key_file: raw
+            .api_key_file
             .map(|f| hearth_plugin_api::resolve_path(base_dir, Path::new(f.get_ref()))),
         allow_open_admin: raw.allow_open_admin.unwrap_or(false),
         max_connections: positive(file, raw.max_connections, "max_connections", 10_240, 1_000_000)?,

@@ -91,6 +91,22 @@ pub enum HostError {
     #[error("{0}")]
     BadRequest(String),
 
+    /// Hearth as a whole is not READY yet.
+    #[error("{0}")]
+    Starting(String),
+
+    /// The request names a model this server does not serve.
+    #[error("{0}")]
+    UnknownModel(String),
+
+    /// The request's body is larger than the endpoint accepts.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The request's body is in a format the endpoint does not read.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+
     /// The same request came again before its cooldown ended.
     #[error("{what}; try again in {} s", whole_seconds(*retry_after))]
     TooSoon {
@@ -160,9 +176,12 @@ impl HostError {
             Self::UnknownService(_) => (StatusCode::NOT_FOUND, "unknown_service"),
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::NotReady { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::NotReady { .. } | Self::Starting(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::UnsupportedMedia(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::TooSoon { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_soon"),
@@ -173,7 +192,8 @@ impl HostError {
     }
 }
 
-/// The body of every error answer: `{"error": {"code", "message"}}`.
+/// The body of every error answer: `{"error": {"code", "type", "message"}}`
+/// — also the shape OpenAI's API uses, so `/v1` clients read it too.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
@@ -190,8 +210,27 @@ pub struct ErrorDetail {
     /// `busy` (too many connections), `internal`.
     #[schema(example = "not_found")]
     pub code: &'static str,
+    /// The class of error, as OpenAI names them: `invalid_request_error`,
+    /// `authentication_error`, `permission_error`, `rate_limit_error`,
+    /// `service_unavailable`, `server_error`.
+    #[serde(rename = "type")]
+    #[schema(example = "invalid_request_error")]
+    pub kind: &'static str,
     /// For people: what failed and what to do next.
     pub message: String,
+}
+
+/// OpenAI's class of an error with this status.
+pub fn error_type(status: axum::http::StatusCode) -> &'static str {
+    use axum::http::StatusCode;
+    match status {
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+        StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request_error",
+    }
 }
 
 /// The one way errors become HTTP responses: `{"error": {"code", "message"}}`.
@@ -207,12 +246,21 @@ impl axum::response::IntoResponse for HostError {
             self.to_string()
         };
         let body = ErrorBody {
-            error: ErrorDetail { code, message },
+            error: ErrorDetail {
+                code,
+                kind: error_type(status),
+                message,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooSoon { retry_after, .. } = &self {
-            let seconds = whole_seconds(*retry_after).to_string();
-            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {
+        let retry_after = match &self {
+            Self::TooSoon { retry_after, .. } => Some(whole_seconds(*retry_after)),
+            // Loading takes seconds: ask again in one.
+            Self::NotReady { .. } | Self::Starting(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
             }
         }

@@ -67,3 +67,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         }
     }
 }
+
+/// [`axum::Json`] with a JSON refusal that says what is wrong with the body.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
+    type Rejection = HostError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(HostError::TooLarge(e.body_text())),
+            Err(e) => Err(HostError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// [`axum::extract::Multipart`] with a JSON refusal.
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Multipart {
+    type Rejection = HostError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|e| HostError::BadRequest(format!("{}; send multipart/form-data", e.body_text())))
+    }
+}

@@ -36,6 +36,7 @@ pub struct Guard {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     admin_token: Option<String>,
+    api_key: Option<String>,
 }
 
 impl Guard {
@@ -50,7 +51,8 @@ impl Guard {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
-            admin_token: admin_token(host)?,
+            admin_token: secret("HEARTH_ADMIN_TOKEN", host.admin_token_file.as_deref(), "admin token")?,
+            api_key: secret("HEARTH_API_KEY", host.api_key_file.as_deref(), "API key")?,
         })
     }
 
@@ -91,41 +93,53 @@ impl Guard {
     }
 
     fn token_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.admin_token else { return true };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        given.as_bytes().ct_eq(expected.as_bytes()).into()
+        bearer_matches(self.admin_token.as_deref(), headers)
     }
+
+    fn api_key_ok(&self, headers: &HeaderMap) -> bool {
+        bearer_matches(self.api_key.as_deref(), headers)
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <expected>` (compared in
+/// constant time); anything goes when nothing is expected.
+fn bearer_matches(expected: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(expected) = expected else { return true };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// The shortest admin token accepted, from either source.
 const MIN_TOKEN: usize = 16;
 
-/// Reads the admin token: `HEARTH_ADMIN_TOKEN`, else `admin_token_file`.
-fn admin_token(host: &HostConfig) -> Result<Option<String>, HostError> {
-    if let Ok(token) = std::env::var("HEARTH_ADMIN_TOKEN") {
+/// Reads a secret (`what`: the admin token, the API key): from the
+/// environment variable `var`, else from `file`. Either way it must be at
+/// least [`MIN_TOKEN`] characters.
+fn secret(var: &str, file: Option<&std::path::Path>, what: &str) -> Result<Option<String>, HostError> {
+    if let Ok(token) = std::env::var(var) {
         let token = token.trim().to_owned();
         if !token.is_empty() && token.len() < MIN_TOKEN {
             return Err(HostError::Other(format!(
-                "HEARTH_ADMIN_TOKEN is shorter than {MIN_TOKEN} characters; use a long random one, e.g. `openssl rand -hex 32`"
+                "{var} is shorter than {MIN_TOKEN} characters; use a long random {what}, e.g. `openssl rand -hex 32`"
             )));
         }
         return Ok((!token.is_empty()).then_some(token));
     }
-    let Some(path) = &host.admin_token_file else {
+    let Some(path) = file else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(path).map_err(|source| HostError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     let token = text.trim().to_owned();
     if token.len() < MIN_TOKEN {
         return Err(HostError::Other(format!(
-            "the admin token in {} is shorter than {MIN_TOKEN} characters; write a long random one, e.g. `openssl rand -hex 32 > {}`",
+            "the {what} in {} is shorter than {MIN_TOKEN} characters; write a long random one, e.g. `openssl rand -hex 32 > {}`",
             path.display(),
             path.display()
         )));
@@ -171,6 +185,14 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
             }
         }
     }
+    if request.uri().path().starts_with("/v1/") && !guard.api_key_ok(headers) {
+        state.supervisor.metrics().refused(Refusal::ApiKey);
+        return HostError::Unauthorized(
+            "the /v1 endpoints need the API key: send `Authorization: Bearer <key>` (the key of [host] api_key_file or HEARTH_API_KEY), as OpenAI clients do with api_key"
+                .to_owned(),
+        )
+        .into_response();
+    }
     if is_admin(request.method(), request.uri().path()) && !guard.token_ok(headers) {
         state.supervisor.metrics().refused(Refusal::Token);
         return HostError::Unauthorized(
@@ -205,6 +227,7 @@ mod tests {
             allowed_hosts: hosts.iter().map(|s| s.to_string()).collect(),
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
             admin_token: Some("0123456789abcdef".into()),
+            api_key: None,
         }
     }
 

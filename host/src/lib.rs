@@ -37,6 +37,7 @@ pub mod extract;
 pub mod guard;
 pub mod logging;
 pub mod metrics;
+pub mod openai;
 pub mod openapi;
 pub mod page;
 pub mod plugin;

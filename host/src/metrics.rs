@@ -61,16 +61,19 @@ pub enum Refusal {
     Token,
     /// A retry or restart within `retry_cooldown`.
     Cooldown,
+    /// A missing or wrong API key on `/v1`.
+    ApiKey,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 6] = [
+    const ALL: [Refusal; 7] = [
         Refusal::MaxConnections,
         Refusal::MaxConversations,
         Refusal::Host,
         Refusal::Origin,
         Refusal::Token,
         Refusal::Cooldown,
+        Refusal::ApiKey,
     ];
 
     fn label(self) -> &'static str {
@@ -81,6 +84,7 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::Token => "admin_token",
             Refusal::Cooldown => "retry_cooldown",
+            Refusal::ApiKey => "api_key",
         }
     }
 }

@@ -71,6 +71,10 @@ use crate::{
         crate::page::asset,
         document,
         crate::metrics::scrape,
+        crate::openai::models,
+        crate::openai::speech,
+        crate::openai::transcriptions,
+        crate::openai::chat_completions,
     ),
     components(schemas(ErrorBody, ServiceStatus, HealthStatus)),
     modifiers(&Common),
@@ -81,6 +85,7 @@ use crate::{
         (name = "websocket", description = "WebSocket endpoints: a plain GET (no upgrade) is answered 400."),
         (name = "page", description = "The web page and its assets, embedded in the binary."),
         (name = "meta", description = "This document and the metrics."),
+        (name = "openai", description = "OpenAI-compatible endpoints: speech, transcription, chat, models."),
     ),
 )]
 pub struct ApiDoc;
@@ -251,6 +256,18 @@ impl Modify for Common {
                     .build(),
             ),
         );
+        components.security_schemes.insert(
+            "api_key".to_owned(),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The key of `[host] api_key_file` or `HEARTH_API_KEY` for `/v1`; \
+                         needed only when one is configured",
+                    ))
+                    .build(),
+            ),
+        );
         let error = |description: &str| {
             RefOr::T(
                 ResponseBuilder::new()
@@ -273,6 +290,13 @@ impl Modify for Common {
                 error(
                     "An admin token is configured and the request lacks `Authorization: Bearer <token>` \
                      or has another token (code `unauthorized`)",
+                ),
+            ),
+            (
+                "NoApiKey",
+                error(
+                    "An API key is configured and the request lacks `Authorization: Bearer <key>` or has \
+                     another key (code `unauthorized`, type `authentication_error`)",
                 ),
             ),
             ("NotFound", error("No such endpoint (code `not_found`)")),
@@ -348,10 +372,23 @@ fn common_answers(operation: &mut Operation) {
             responses.insert("503".to_owned(), Ref::from_response_name("Busy").into());
         }
     }
-    let admin = operation
-        .tags
-        .as_ref()
-        .is_some_and(|tags| tags.iter().any(|t| t == "admin"));
+    let tagged = |tag: &str| {
+        operation
+            .tags
+            .as_ref()
+            .is_some_and(|tags| tags.iter().any(|t| t == tag))
+    };
+    let (admin, openai) = (tagged("admin"), tagged("openai"));
+    if openai {
+        operation
+            .responses
+            .responses
+            .insert("401".to_owned(), Ref::from_response_name("NoApiKey").into());
+        operation.security = Some(vec![
+            SecurityRequirement::default(),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ]);
+    }
     if admin {
         operation
             .responses

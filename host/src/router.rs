@@ -16,6 +16,10 @@
 //! | GET | `/ws/conversation` | The voice conversation (see `docs/conversation-protocol.md`); refused with close code 1013 before READY. |
 //! | GET | `/` | The web page: loading screen until READY, then the conversation. |
 //! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
+//! | GET | `/v1/models` | OpenAI-compatible: the engines as models; 503 with `Retry-After` until READY. |
+//! | POST | `/v1/audio/speech` | OpenAI-compatible text to speech, streamed (wav, pcm, flac, opus, mp3; or SSE). |
+//! | POST | `/v1/audio/transcriptions` | OpenAI-compatible speech to text (multipart upload, at most 25 MB). |
+//! | POST | `/v1/chat/completions` | OpenAI-compatible chat, optionally streamed. |
 //! | GET | `/metrics` | Prometheus metrics (text format 0.0.4); on `[host] metrics_listen` instead when that is set, absent when `metrics = false`. |
 //! | GET | `/openapi.json` | The OpenAPI 3.1 document of these endpoints (see [`crate::openapi`]). |
 //!
@@ -27,6 +31,7 @@
 use std::sync::Arc;
 
 use axum::{
+    extract::DefaultBodyLimit,
     http::{header, HeaderValue, Method, Uri},
     routing::{get, post},
     Router,
@@ -37,7 +42,7 @@ use crate::{
     conversation,
     error::HostError,
     guard::{self, Guard},
-    metrics, page,
+    metrics, openai, page,
     readiness::ReadinessRx,
     readiness_api,
     services::Supervisor,
@@ -119,6 +124,13 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page::index))
         .route("/assets/{file}", get(page::asset))
         .route("/openapi.json", get(crate::openapi::document))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/audio/speech", post(openai::speech))
+        .route(
+            "/v1/audio/transcriptions",
+            post(openai::transcriptions).layer(DefaultBodyLimit::max(openai::MAX_TRANSCRIPTION_BODY)),
+        )
+        .route("/v1/chat/completions", post(openai::chat_completions))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))

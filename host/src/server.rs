@@ -257,7 +257,7 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 async fn refuse_busy(mut stream: tokio::net::TcpStream, max: usize) {
     use tokio::io::AsyncWriteExt;
     let body = format!(
-        "{{\"error\":{{\"code\":\"busy\",\"message\":\"{max} connections are open (max_connections); retry in a second\"}}}}"
+        "{{\"error\":{{\"code\":\"busy\",\"type\":\"service_unavailable\",\"message\":\"{max} connections are open (max_connections); retry in a second\"}}}}"
     );
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -10,7 +10,8 @@ use abi_stable::std_types::RStr;
 use serde::de::DeserializeOwned;
 
 use crate::abi::{
-    AudioChunk, AudioSinkMut, Capabilities, ChatMessage, ChatOptions, Flow, HostRef, PcmInput, SpeechOptions, TokenSinkMut,
+    AudioChunk, AudioSinkMut, Capabilities, ChatMessage, ChatOptions, Flow, HostRef, PcmInput, SpeechOptions,
+    TokenSinkMut,
 };
 
 /// The error every engine method returns: a message for people, shown

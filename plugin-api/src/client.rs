@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     abi::{
         AudioChunk, AudioSink, AudioSink_TO, Capabilities, ChatMessage, ChatRole, EngineBox, EngineKind, Flow,
-        HostContext, HostContext_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginModRef, SpeechOptions, TokenSink,
-        TokenSink_TO, Transcript,
+        HostContext, HostContext_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginModRef, SpeechOptions,
+        TokenSink, TokenSink_TO, Transcript,
     },
     author::{ChatOutcome, Description},
 };

@@ -63,7 +63,8 @@ use std::{
 
 use hearth_plugin_api::{
     AudioOut, Capabilities, ChatEngine, ChatMessage, ChatOptions, ChatOutcome, Context, Description, Flow, PcmInput,
-    PcmSamples, PluginError, PluginResult, Segment, SpeechOptions, SttEngine, TokenOut, Transcript, TtsEngine, Warmable,
+    PcmSamples, PluginError, PluginResult, Segment, SpeechOptions, SttEngine, TokenOut, Transcript, TtsEngine,
+    Warmable,
 };
 use serde::Deserialize;
 
