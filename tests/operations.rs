@@ -152,6 +152,23 @@ async fn metrics_follow_readiness_count_engine_calls_and_pass_promtool() {
     assert!(text.contains("# TYPE hearth_tts_synthesis_seconds histogram"), "{text}");
     assert_eq!(promtool(&text), "", "promtool check metrics complained");
 
+    // A restart is counted.
+    let restart = reqwest::Client::new()
+        .post(server.url("/api/services/tts/restart"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restart.status(), 202);
+    let now = samples(&scrape(&server.url("/metrics")).await);
+    assert_eq!(
+        value(&now, "hearth_service_restarts_total{service=\"tts\",kind=\"restart\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&now, "hearth_service_restarts_total{service=\"tts\",kind=\"retry\"}"),
+        0.0
+    );
+
     // Closing the conversation and the stream shows in the gauges.
     socket.close(None).await.unwrap();
     drop(stream);

@@ -184,6 +184,13 @@ impl Metrics {
             let _ = this.engine(service);
             this.counter("hearth_worker_crashes_total", &[("service", service.as_str())])
                 .increment(0);
+            for kind in ["retry", "restart"] {
+                this.counter(
+                    "hearth_service_restarts_total",
+                    &[("service", service.as_str()), ("kind", kind)],
+                )
+                .increment(0);
+            }
         }
         this
     }
@@ -285,6 +292,10 @@ impl Metrics {
                 "Worker processes started, per service",
             ),
             (
+                "hearth_service_restarts_total",
+                "Retries of a failed service and restarts of a running one, per service and kind",
+            ),
+            (
                 "hearth_worker_crashes_total",
                 "Workers that died on their own, per service",
             ),
@@ -339,6 +350,15 @@ impl Metrics {
         if let Some((_, counter)) = self.refused.iter().find(|(r, _)| *r == why) {
             counter.increment(1);
         }
+    }
+
+    /// A retry (`kind` = `retry`) or restart (`restart`) of `service` began.
+    pub fn restarted(&self, service: ServiceName, kind: &'static str) {
+        self.counter(
+            "hearth_service_restarts_total",
+            &[("service", service.as_str()), ("kind", kind)],
+        )
+        .increment(1);
     }
 
     /// A worker of `service` died on its own.

@@ -469,6 +469,7 @@ impl Supervisor {
             .inspect_err(|_| {
                 self.inner.metrics.refused(crate::metrics::Refusal::Cooldown);
             })?;
+        self.inner.metrics.restarted(name, "retry");
         if !self.inner.tx.retrying(name) {
             return Err(HostError::Conflict(format!("{name} is already starting")));
         }
@@ -627,6 +628,7 @@ impl Supervisor {
             .inspect_err(|_| {
                 self.inner.metrics.refused(crate::metrics::Refusal::Cooldown);
             })?;
+        self.inner.metrics.restarted(name, "restart");
         let this = self.clone();
         tokio::spawn(async move {
             match this.bring_up(name, true).await {
