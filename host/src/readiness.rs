@@ -490,14 +490,18 @@ impl ReadinessTx {
                 _ => tracing::info!("state {} => {}", old_state.as_str(), t.state.as_str()),
             }
         }
-        if t.state == Overall::Ready && t.startup_time_ms.is_none() {
+        let first_ready = t.state == Overall::Ready && t.startup_time_ms.is_none();
+        if first_ready {
             t.startup_time_ms = Some(now);
-            tracing::info!("ready after {now} ms");
         }
         t.version += 1;
         let snapshot = Arc::new(t.snapshot());
         // Sent under the lock so that readers see transitions in order.
         self.shared.tx.send_replace(snapshot);
+        if first_ready {
+            // After publishing: whoever reads this line finds READY served.
+            tracing::info!("ready after {now} ms");
+        }
         true
     }
 
