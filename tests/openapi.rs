@@ -109,7 +109,10 @@ fn the_document_is_openapi_3_1_and_covers_every_route_of_the_table() {
     // its handler, a POST route answers GET with 405 (not 404).
     let client = client();
     for (method, path) in &table {
-        let concrete = path.replace("{name}", "tts").replace("{file}", "app.js");
+        let concrete = path
+            .replace("{name}", "tts")
+            .replace("{file}", "app.js")
+            .replace("{id}", "scripted-tts");
         let response = client
             .get(format!("http://127.0.0.1:{}{concrete}", server.port))
             .send()

@@ -91,6 +91,16 @@ pub enum HostError {
     #[error("{0}")]
     BadRequest(String),
 
+    /// A service cannot serve and will not by itself: it failed, or its
+    /// plugin is not installed (503 without `Retry-After`).
+    #[error("{service} is unavailable: {reason}")]
+    Unavailable {
+        /// The service.
+        service: ServiceName,
+        /// Why, and what the operator can do.
+        reason: String,
+    },
+
     /// Hearth as a whole is not READY yet.
     #[error("{0}")]
     Starting(String),
@@ -177,6 +187,7 @@ impl HostError {
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady { .. } | Self::Starting(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
@@ -259,6 +270,14 @@ impl axum::response::IntoResponse for HostError {
             Self::NotReady { .. } | Self::Starting(_) => Some(1),
             _ => None,
         };
+        // Refused before the body was read: say the connection ends, so a
+        // client does not send its next request down it.
+        if matches!(self, Self::TooLarge(_) | Self::Unauthorized(_) | Self::Forbidden(_)) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(seconds) = retry_after {
             if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);

@@ -52,8 +52,8 @@ pub const MAX_UPLOAD_BYTES: usize = 25 * 1000 * 1000;
 /// What the whole multipart body may add to the file.
 pub const MAX_TRANSCRIPTION_BODY: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 /// OpenAI's voice names: each speaks with the loaded voice.
-pub const OPENAI_VOICES: [&str; 11] = [
-    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+pub const OPENAI_VOICES: [&str; 13] = [
+    "alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse",
 ];
 /// Model names OpenAI clients send, taken as the loaded engine of a kind.
 const TTS_ALIASES: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
@@ -75,22 +75,40 @@ fn model_id(snapshot: &Snapshot, service: ServiceName) -> String {
         .unwrap_or_else(|| service.as_str().to_owned())
 }
 
-/// 503 for a service that cannot serve now, with its state in words.
-fn not_ready(snapshot: &Snapshot, service: ServiceName) -> HostError {
-    let reason = match snapshot.service(service).map(|r| &r.phase) {
-        Some(Phase::Failed { error }) => format!("it failed: {error}"),
-        Some(Phase::NotInstalled { reason }) | Some(Phase::Disabled { reason }) => {
-            format!("it is not installed: {reason}")
-        }
-        Some(phase) => format!(
-            "it is {} (Hearth is {} at {}%); retry shortly",
-            phase.status(),
-            snapshot.state.as_str(),
-            snapshot.progress
-        ),
-        None => "it is not configured".to_owned(),
-    };
-    HostError::NotReady { service, reason }
+/// Why `service` cannot serve now: still starting (503 with
+/// `Retry-After`: ask again), failed or not installed (503 without: an
+/// operator must act), or not configured at all (404: no such model).
+fn not_ready(state: &AppState, snapshot: &Snapshot, service: ServiceName) -> HostError {
+    let configured = state
+        .supervisor
+        .config()
+        .services
+        .get(&service)
+        .is_some_and(|c| c.enabled);
+    if !configured {
+        return HostError::UnknownModel(format!(
+            "no {service} engine is configured here: add a [{service}] section to plugins.toml and reload"
+        ));
+    }
+    match snapshot.service(service).map(|r| &r.phase) {
+        Some(Phase::Failed { error }) => HostError::Unavailable {
+            service,
+            reason: format!("it failed ({error}); retry it with POST /api/services/{service}/retry"),
+        },
+        Some(Phase::NotInstalled { reason }) | Some(Phase::Disabled { reason }) => HostError::Unavailable {
+            service,
+            reason: format!("it is not installed: {reason}"),
+        },
+        phase => HostError::NotReady {
+            service,
+            reason: format!(
+                "it is {} (Hearth is {} at {}%); retry shortly",
+                phase.map_or("pending", Phase::status),
+                snapshot.state.as_str(),
+                snapshot.progress
+            ),
+        },
+    }
 }
 
 /// Checks that `model` names `service`'s engine (or one of `aliases`).
@@ -190,6 +208,34 @@ pub async fn models(State(state): State<AppState>) -> Result<axum::Json<ModelLis
     Ok(axum::Json(model_list(&snapshot, &state.supervisor.config())))
 }
 
+/// `GET /v1/models/{id}`.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai",
+    params(("id" = String, Path, description = "A model id from `/v1/models`")),
+    summary = "One engine, as OpenAI's model object",
+    responses(
+        (status = 200, description = "READY: the engine", body = ModelEntry),
+        (status = 404, description = "No engine has this id", body = crate::error::ErrorBody),
+        (status = 503, description = "Not READY yet", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ))]
+pub async fn model(
+    State(state): State<AppState>,
+    crate::extract::Path(id): crate::extract::Path<String>,
+) -> Result<axum::Json<ModelEntry>, HostError> {
+    let axum::Json(list) = models(State(state)).await?;
+    let ids: Vec<String> = list.data.iter().map(|m| m.id.clone()).collect();
+    list.data
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(axum::Json)
+        .ok_or_else(|| {
+            HostError::UnknownModel(format!(
+                "the model `{id}` is not served here; the models are: {}",
+                ids.join(", ")
+            ))
+        })
+}
+
 // ---------------------------------------------------------------------------
 // POST /v1/audio/speech
 
@@ -201,8 +247,8 @@ pub struct SpeechRequest {
     /// The text, 1 to 4096 characters.
     pub input: String,
     /// The loaded voice's name, or an OpenAI voice name (`alloy`, `echo`,
-    /// ...), which speaks with the loaded voice.
-    pub voice: Option<String>,
+    /// ...), which speaks with the loaded voice; a string or `{"id": ...}`.
+    pub voice: Option<Voice>,
     /// `mp3` (the default), `wav`, `pcm`, `flac` or `opus` (in Ogg).
     pub response_format: Option<String>,
     /// 0.25 to 4.0; 1.0 is the voice's pace.
@@ -212,6 +258,27 @@ pub struct SpeechRequest {
     pub stream_format: Option<String>,
     /// Accepted and not used (OpenAI's `gpt-4o-mini-tts` option).
     pub instructions: Option<String>,
+}
+
+/// A speech request's voice: a name, or OpenAI's object form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Voice {
+    /// A voice name.
+    Name(String),
+    /// `{"id": "..."}`.
+    Object {
+        /// The voice's name.
+        id: String,
+    },
+}
+
+impl Voice {
+    fn name(&self) -> &str {
+        match self {
+            Self::Name(name) | Self::Object { id: name } => name,
+        }
+    }
 }
 
 /// What the synthesis thread sends the response.
@@ -240,6 +307,10 @@ enum Piece {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechRequest>) -> Result<Response, HostError> {
+    // Readiness first: while loading, a model's name is not known yet.
+    let Some(tts) = state.supervisor.tts() else {
+        return Err(not_ready(&state, &state.readiness.current(), ServiceName::Tts));
+    };
     let snapshot = state.readiness.current();
     check_model(&snapshot, ServiceName::Tts, request.model.as_deref(), &TTS_ALIASES)?;
     let format_name = request.response_format.as_deref().unwrap_or("mp3");
@@ -275,7 +346,7 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         )));
     }
     let voice_name = model_id(&snapshot, ServiceName::Tts);
-    if let Some(voice) = request.voice.as_deref().filter(|v| !v.is_empty()) {
+    if let Some(voice) = request.voice.as_ref().map(Voice::name).filter(|v| !v.is_empty()) {
         if voice != voice_name && !OPENAI_VOICES.contains(&voice) {
             return Err(HostError::BadRequest(format!(
                 "voice `{voice}` is not loaded; use `{voice_name}` or an OpenAI voice name ({}), which speak with it",
@@ -283,9 +354,6 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
             )));
         }
     }
-    let Some(tts) = state.supervisor.tts() else {
-        return Err(not_ready(&snapshot, ServiceName::Tts));
-    };
     if (speed - 1.0).abs() > f32::EPSILON && !tts.capabilities().contains(Capabilities::SPEED) {
         return Err(HostError::BadRequest(format!(
             "the TTS engine ({}) cannot change its speed; leave `speed` out or at 1.0",
@@ -368,7 +436,12 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
             }
         }
     });
-    let audio = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
+    // An encoder may have nothing to add for a piece (a codec holds a
+    // partial frame): send nothing rather than an empty chunk or event.
+    let audio = futures_util::StreamExt::filter(
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest),
+        |piece: &std::io::Result<Bytes>| std::future::ready(piece.as_ref().map_or(true, |b| !b.is_empty())),
+    );
     let mut response = if sse {
         let events = futures_util::StreamExt::map(audio, |piece: std::io::Result<Bytes>| {
             piece.map(|bytes| {
@@ -539,6 +612,9 @@ fn text_response(kind: &'static str, body: String) -> Response {
     ))]
 pub async fn transcriptions(State(state): State<AppState>, Multipart(form): Multipart) -> Result<Response, HostError> {
     let request = read_form(form).await?;
+    let Some(stt) = state.supervisor.stt() else {
+        return Err(not_ready(&state, &state.readiness.current(), ServiceName::Stt));
+    };
     let snapshot = state.readiness.current();
     check_model(&snapshot, ServiceName::Stt, request.model.as_deref(), &STT_ALIASES)?;
     let response_format = request.response_format.as_deref().unwrap_or("json").to_owned();
@@ -551,9 +627,6 @@ pub async fn transcriptions(State(state): State<AppState>, Multipart(form): Mult
         return Err(HostError::BadRequest(
             "no `file` field: upload the recording as multipart field `file`".into(),
         ));
-    };
-    let Some(stt) = state.supervisor.stt() else {
-        return Err(not_ready(&snapshot, ServiceName::Stt));
     };
     let (transcript, seconds) = tokio::task::spawn_blocking(move || {
         let decoded =
@@ -825,6 +898,9 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Json(request): Json<ChatRequest>,
 ) -> Result<Response, HostError> {
+    let Some(chat) = state.supervisor.chat() else {
+        return Err(not_ready(&state, &state.readiness.current(), ServiceName::Chat));
+    };
     let snapshot = state.readiness.current();
     check_model(&snapshot, ServiceName::Chat, request.model.as_deref(), &[])?;
     if request.n.is_some_and(|n| n != 1) {
@@ -852,9 +928,6 @@ pub async fn chat_completions(
         return Err(HostError::BadRequest("max_tokens must be at least 1".into()));
     }
     let messages = to_messages(&request)?;
-    let Some(chat) = state.supervisor.chat() else {
-        return Err(not_ready(&snapshot, ServiceName::Chat));
-    };
     let model = model_id(&snapshot, ServiceName::Chat);
     let id = format!("chatcmpl-{:x}", now_nanos());
     let created = now_unix();

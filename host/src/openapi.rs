@@ -72,6 +72,7 @@ use crate::{
         document,
         crate::metrics::scrape,
         crate::openai::models,
+        crate::openai::model,
         crate::openai::speech,
         crate::openai::transcriptions,
         crate::openai::chat_completions,

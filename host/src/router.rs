@@ -17,6 +17,7 @@
 //! | GET | `/` | The web page: loading screen until READY, then the conversation. |
 //! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
 //! | GET | `/v1/models` | OpenAI-compatible: the engines as models; 503 with `Retry-After` until READY. |
+//! | GET | `/v1/models/{id}` | One of them; 404 for another id. |
 //! | POST | `/v1/audio/speech` | OpenAI-compatible text to speech, streamed (wav, pcm, flac, opus, mp3; or SSE). |
 //! | POST | `/v1/audio/transcriptions` | OpenAI-compatible speech to text (multipart upload, at most 25 MB). |
 //! | POST | `/v1/chat/completions` | OpenAI-compatible chat, optionally streamed. |
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(page::asset))
         .route("/openapi.json", get(crate::openapi::document))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{id}", get(openai::model))
         .route("/v1/audio/speech", post(openai::speech))
         .route(
             "/v1/audio/transcriptions",

@@ -157,7 +157,8 @@ impl TtsEngine for PiperTts {
         self.synthesize_with(text, &SpeechOptions::default(), out)
     }
 
-    /// Speed is Piper's length scale: twice as fast, half as long.
+    /// Speed divides Piper's length scale. Piper rounds each phoneme to
+    /// whole frames, so 2.0 gives about 0.64 of the duration, not half.
     fn capabilities(&self) -> Capabilities {
         Capabilities::SPEED
     }
