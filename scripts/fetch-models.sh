@@ -7,7 +7,8 @@
 #   $CACHE/models/whisper/ggml-tiny.en.bin  (converted by scripts/whisper_ct2_to_ggml.py) [stt]
 #   $CACHE/models/llama/bin -> llama-build/bin (llama-server built by scripts/build-llama-server.sh); SmolLM2-135M-Instruct.Q4_1.gguf [chat]
 #   $CACHE/samples/jfk.wav                                                               [samples]
-#   $CACHE/venv-tools (numpy + pytest, for the converter and its tests)                  [tools]
+#   $CACHE/venv-tools (numpy + pytest, for the converter and its tests; the openai SDK   [tools]
+#                     and soundfile, for tests/openai; wyoming, for tests/wyoming)
 # and the repo root gets symlinks  models -> $CACHE/models,  samples -> $CACHE/samples.
 # Idempotent: assets already present (and matching their recorded sha256) are skipped.
 set -euo pipefail
@@ -25,7 +26,7 @@ Re-runs skip what is already there.
                    stt      whisper ggml-tiny.en.bin (converted from CTranslate2) + its sources
                    chat     llama-server (built by scripts/build-llama-server.sh) + SmolLM2-135M-Instruct Q4_1 gguf
                    samples  samples/jfk.wav
-                   tools    venv-tools with numpy and pytest (implied by stt)
+                   tools    venv-tools with numpy, pytest, openai, soundfile and wyoming (implied by stt)
   --verify       re-hash every asset even if it was verified before
   --check-chat   start llama-server on a loopback port, wait for /health 200, stop it
   -h, --help     show this help
@@ -160,22 +161,38 @@ asset() {
   fi
 }
 
-# ---- tools: venv with numpy + pytest ---------------------------------------------------------
+# ---- tools: venv with numpy + pytest (+ the openai SDK and soundfile for tests/openai) -------
 VENV_TOOLS=$CACHE/venv-tools
+# The official OpenAI Python SDK, the client tests/openai drives Hearth's /v1 with, and
+# soundfile (libsndfile, bundled in its wheel), which decodes the WAV it gets back.
+OPENAI_VERSION=3.57.0
+SOUNDFILE_VERSION=0.14.0
+# The `wyoming` package (Home Assistant's Wyoming client), which tests/wyoming speaks to Hearth with.
+WYOMING_VERSION=1.10.2
 TOOLS_OK=0
+tools_present() {
+  "$VENV_TOOLS/bin/python" - "$OPENAI_VERSION" "$SOUNDFILE_VERSION" "$WYOMING_VERSION" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+import numpy, pytest, openai, soundfile, wyoming
+sys.exit(0 if (version("openai"), version("soundfile"), version("wyoming")) == tuple(sys.argv[1:4]) else 1)
+EOF
+}
 ensure_tools() {
   [ "$TOOLS_OK" = 0 ] || return 0
   TOOLS_OK=1
-  if [ -x "$VENV_TOOLS/bin/python" ] && "$VENV_TOOLS/bin/python" -c 'import numpy, pytest' 2>/dev/null; then
-    printf '%-16s %s\n' "already present" "venv-tools (numpy, pytest)"
+  if [ -x "$VENV_TOOLS/bin/python" ] && tools_present; then
+    printf '%-16s %s\n' "already present" "venv-tools (numpy, pytest, openai $OPENAI_VERSION, soundfile $SOUNDFILE_VERSION, wyoming $WYOMING_VERSION)"
     return
   fi
   need_python
   [ -x "$VENV_TOOLS/bin/python" ] || "$PYTHON" -m venv "$VENV_TOOLS" \
     || die "could not create $VENV_TOOLS with '$PYTHON -m venv' (on Debian: apt-get install python3-venv)"
-  "$VENV_TOOLS/bin/python" -m pip install -q 'numpy>=1.24,<3' 'pytest>=7,<10' >"$TMP/tools.log" 2>&1 \
-    || { cat "$TMP/tools.log" >&2; die "pip install numpy pytest into $VENV_TOOLS failed (log above)"; }
-  printf '%-16s %s\n' "installed" "venv-tools (numpy, pytest)"
+  "$VENV_TOOLS/bin/python" -m pip install -q 'numpy>=1.24,<3' 'pytest>=7,<10' \
+    "openai==$OPENAI_VERSION" "soundfile==$SOUNDFILE_VERSION" "wyoming==$WYOMING_VERSION" >"$TMP/tools.log" 2>&1 \
+    || { cat "$TMP/tools.log" >&2; die "pip install numpy pytest openai soundfile wyoming into $VENV_TOOLS failed (log above)"; }
+  tools_present || die "$VENV_TOOLS still lacks numpy, pytest, openai==$OPENAI_VERSION, soundfile==$SOUNDFILE_VERSION or wyoming==$WYOMING_VERSION after pip install"
+  printf '%-16s %s\n' "installed" "venv-tools (numpy, pytest, openai $OPENAI_VERSION, soundfile $SOUNDFILE_VERSION, wyoming $WYOMING_VERSION)"
 }
 
 # ---- tts -------------------------------------------------------------------------------------

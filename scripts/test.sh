@@ -21,6 +21,10 @@ step "Rust tests"
 cargo test --workspace --no-fail-fast
 step "model converter tests"
 "$CACHE/venv-tools/bin/python" -m pytest -q tests/converter
+step "OpenAI-compatible /v1 through the official openai SDK (scripted engines, then the real ones)"
+"$CACHE/venv-tools/bin/python" -m pytest -q tests/openai
+step "Wyoming protocol through the wyoming package's client (real engines, then scripted ones)"
+"$CACHE/venv-tools/bin/python" -m pytest -q tests/wyoming
 step "OpenAPI document and schemathesis against a live server"
 ./scripts/check-openapi.sh
 if [ -f tests/browser/package.json ]; then

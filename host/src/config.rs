@@ -91,6 +91,9 @@ pub struct RawConfig {
     /// `[conversation]`.
     #[serde(default)]
     pub conversation: RawConversation,
+    /// `[wyoming]`.
+    #[serde(default)]
+    pub wyoming: RawWyoming,
 }
 
 /// `[host]` as written.
@@ -176,6 +179,26 @@ pub struct RawConversation {
     pub send_queue_bytes: Option<Spanned<i64>>,
 }
 
+/// `[wyoming]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWyoming {
+    /// Serve the Wyoming protocol at all.
+    pub enabled: Option<bool>,
+    /// Address and port of the Wyoming listener.
+    pub listen: Option<Spanned<String>>,
+    /// Advertise `_wyoming._tcp` over mDNS.
+    pub zeroconf: Option<bool>,
+    /// Wyoming connections served at once.
+    pub max_connections: Option<Spanned<i64>>,
+    /// The largest header line, data block or payload of one frame.
+    pub max_frame_bytes: Option<Spanned<i64>>,
+    /// A connection that sends no complete frame for this long is closed.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// The longest audio one transcription accepts.
+    pub max_audio: Option<Spanned<String>>,
+}
+
 // ---------------------------------------------------------------------------
 // Layer 2: resolved and validated.
 
@@ -193,6 +216,8 @@ pub struct Config {
     pub services: BTreeMap<ServiceName, ServiceConfig>,
     /// `[conversation]`.
     pub conversation: ConversationConfig,
+    /// `[wyoming]`.
+    pub wyoming: WyomingConfig,
 }
 
 /// `[host]`, with defaults applied.
@@ -315,6 +340,35 @@ pub struct ConversationConfig {
     pub send_queue_bytes: usize,
 }
 
+/// `[wyoming]`, with defaults applied: the Wyoming protocol server (Home
+/// Assistant's voice pipeline; see [`crate::wyoming`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WyomingConfig {
+    /// Default false: serve the Wyoming protocol.
+    pub enabled: bool,
+    /// Default `127.0.0.1:10200` (wyoming-piper's port).
+    pub listen: SocketAddr,
+    /// Default false: advertise `_wyoming._tcp` over mDNS on the
+    /// interfaces `listen` is reachable on.
+    pub zeroconf: bool,
+    /// Default 64: Wyoming connections at once; one more gets an `error`
+    /// event (`busy`) and is closed.
+    pub max_connections: usize,
+    /// Default 4 MiB: the largest header line, data block or payload of one
+    /// incoming frame; a larger one gets an `error` event and the
+    /// connection is closed.
+    pub max_frame_bytes: usize,
+    /// Default 60 s: a client that sends no complete frame for this long is
+    /// sent an `error` event and disconnected.
+    pub idle_timeout: Duration,
+    /// Default 5 min: the longest audio one transcription accepts.
+    pub max_audio: Duration,
+}
+
+/// The Wyoming listener when `[wyoming] listen` is not set: wyoming-piper's
+/// port, on loopback.
+pub const DEFAULT_WYOMING_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 10200);
+
 /// The system prompt used when `[conversation] system_prompt` is not set.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful voice assistant. Answer in one to three short sentences of plain text, without lists, markup or emoji.";
 
@@ -354,12 +408,14 @@ impl Config {
             }
         }
         let conversation = resolve_conversation(&file, raw.conversation)?;
+        let wyoming = resolve_wyoming(&file, &host, raw.wyoming)?;
         Ok(Self {
             path: path.to_path_buf(),
             base_dir,
             host,
             services,
             conversation,
+            wyoming,
         })
     }
 }
@@ -635,6 +691,58 @@ fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<Conv
     })
 }
 
+fn resolve_wyoming(file: &Located<'_>, host: &HostConfig, raw: RawWyoming) -> Result<WyomingConfig> {
+    let listen = match &raw.listen {
+        None => SocketAddr::from(DEFAULT_WYOMING_LISTEN),
+        Some(value) => {
+            let at = address(file, value, "listen")?;
+            let taken = if at == host.listen {
+                Some("[host] listen")
+            } else if Some(at) == host.metrics_listen {
+                Some("[host] metrics_listen")
+            } else {
+                None
+            };
+            if let Some(other) = taken {
+                return Err(file.error(
+                    value.span(),
+                    format!("[wyoming] `listen` is the same address as {other}: give Wyoming a port of its own, e.g. \"127.0.0.1:10200\""),
+                ));
+            }
+            at
+        }
+    };
+    let max_frame_bytes = match raw.max_frame_bytes {
+        None => 4 << 20,
+        Some(value) => match usize::try_from(*value.get_ref()) {
+            Ok(n) if (MIN_WYOMING_FRAME_BYTES..=MAX_WYOMING_FRAME_BYTES).contains(&n) => n,
+            _ => {
+                return Err(file.error(
+                    value.span(),
+                    format!(
+                        "`max_frame_bytes` must be a whole number from {MIN_WYOMING_FRAME_BYTES} to {MAX_WYOMING_FRAME_BYTES} (bytes)"
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(WyomingConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        listen,
+        zeroconf: raw.zeroconf.unwrap_or(false),
+        max_connections: positive(file, raw.max_connections, "max_connections", 64, 100_000)?,
+        max_frame_bytes,
+        idle_timeout: duration(file, raw.idle_timeout, "idle_timeout", Duration::from_secs(60))?,
+        max_audio: duration(file, raw.max_audio, "max_audio", Duration::from_secs(300))?,
+    })
+}
+
+/// The smallest `[wyoming] max_frame_bytes`: room for any header line a
+/// client writes.
+pub const MIN_WYOMING_FRAME_BYTES: usize = 1024;
+/// The largest `[wyoming] max_frame_bytes`.
+pub const MAX_WYOMING_FRAME_BYTES: usize = 256 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +892,88 @@ mod tests {
             if let Err(e) = parse(&text) {
                 let message = e.to_string();
                 proptest::prop_assert!(message.starts_with("/etc/hearth/plugins.toml:2:") || message.starts_with("/etc/hearth/plugins.toml:4:"), "{}", message);
+            }
+        }
+    }
+
+    #[test]
+    fn wyoming_is_off_by_default_with_documented_limits() {
+        let config = parse("[tts]\nplugin = \"a\"\n").unwrap();
+        assert_eq!(
+            config.wyoming,
+            WyomingConfig {
+                enabled: false,
+                listen: "127.0.0.1:10200".parse().unwrap(),
+                zeroconf: false,
+                max_connections: 64,
+                max_frame_bytes: 4 << 20,
+                idle_timeout: Duration::from_secs(60),
+                max_audio: Duration::from_secs(300),
+            }
+        );
+        let config = parse(
+            "[wyoming]\nenabled = true\nlisten = \"0.0.0.0:10300\"\nzeroconf = true\nmax_connections = 2\n\
+             max_frame_bytes = 65536\nidle_timeout = \"5s\"\nmax_audio = \"30s\"\n",
+        )
+        .unwrap();
+        assert!(config.wyoming.enabled && config.wyoming.zeroconf);
+        assert_eq!(config.wyoming.listen.to_string(), "0.0.0.0:10300");
+        assert_eq!(config.wyoming.max_connections, 2);
+        assert_eq!(config.wyoming.max_frame_bytes, 65536);
+        assert_eq!(config.wyoming.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.wyoming.max_audio, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn wyoming_mistakes_are_located() {
+        let message = error_of("[wyoming]\nenabled = true\nlsten = \"x\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:3:1: unknown field `lsten`"),
+            "{message}"
+        );
+        assert!(message.contains("`max_frame_bytes`"), "{message}");
+        let message = error_of("[wyoming]\nlisten = \"10200\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:2:10: `listen`"),
+            "{message}"
+        );
+        let message = error_of("[host]\nlisten = \"127.0.0.1:9000\"\n[wyoming]\nlisten = \"127.0.0.1:9000\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:4:10:") && message.contains("same address as [host] listen"),
+            "{message}"
+        );
+        let message = error_of("[wyoming]\nmax_frame_bytes = 10\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:2:19: `max_frame_bytes`"),
+            "{message}"
+        );
+        let message = error_of("[wyoming]\nidle_timeout = \"0s\"\n");
+        assert!(
+            message.starts_with("/etc/hearth/plugins.toml:2:16: `idle_timeout`"),
+            "{message}"
+        );
+        let message = error_of("[wyoming]\nmax_connections = 0\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:19:"), "{message}");
+        let message = error_of("[wyoming]\nenabled = \"yes\"\n");
+        assert!(message.starts_with("/etc/hearth/plugins.toml:2:11:"), "{message}");
+    }
+
+    proptest::proptest! {
+        /// Random `[wyoming]` values: never a panic, errors at their line.
+        #[test]
+        fn random_wyoming_values_are_checked_not_trusted(
+            key in proptest::sample::select(vec!["listen", "idle_timeout", "max_audio"]),
+            value in "[0-9a-z .:-]{0,24}",
+            count_key in proptest::sample::select(vec!["max_connections", "max_frame_bytes"]),
+            count in proptest::num::i64::ANY,
+        ) {
+            let text = format!("[wyoming]\nenabled = true\n{key} = {value:?}\n{count_key} = {count}\n");
+            if let Err(e) = parse(&text) {
+                let message = e.to_string();
+                proptest::prop_assert!(
+                    message.starts_with("/etc/hearth/plugins.toml:3:") || message.starts_with("/etc/hearth/plugins.toml:4:"),
+                    "{}", message
+                );
             }
         }
     }

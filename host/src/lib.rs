@@ -52,5 +52,6 @@ pub mod systemd;
 pub mod template;
 pub mod wait;
 pub mod worker;
+pub mod wyoming;
 
 pub use error::{HostError, Result};

@@ -63,10 +63,12 @@ pub enum Refusal {
     Cooldown,
     /// A missing or wrong API key on `/v1`.
     ApiKey,
+    /// Over `[wyoming] max_connections`.
+    WyomingConnections,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 7] = [
+    const ALL: [Refusal; 8] = [
         Refusal::MaxConnections,
         Refusal::MaxConversations,
         Refusal::Host,
@@ -74,6 +76,7 @@ impl Refusal {
         Refusal::Token,
         Refusal::Cooldown,
         Refusal::ApiKey,
+        Refusal::WyomingConnections,
     ];
 
     fn label(self) -> &'static str {
@@ -85,6 +88,7 @@ impl Refusal {
             Refusal::Token => "admin_token",
             Refusal::Cooldown => "retry_cooldown",
             Refusal::ApiKey => "api_key",
+            Refusal::WyomingConnections => "wyoming_max_connections",
         }
     }
 }

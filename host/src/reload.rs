@@ -124,6 +124,12 @@ impl Plan {
                 old.host.listen, new.host.listen
             ));
         }
+        if (old.host.metrics, old.host.metrics_listen) != (new.host.metrics, new.host.metrics_listen) {
+            needs_restart.push("[host] metrics or metrics_listen changed: restart Hearth to apply it".to_owned());
+        }
+        if old.wyoming != new.wyoming {
+            needs_restart.push("[wyoming] changed: restart Hearth to apply it".to_owned());
+        }
         Self {
             reload,
             services,
@@ -210,5 +216,15 @@ mod tests {
         assert!(plan.changes_engines());
         let same = Plan::new(2, &new, &new, |_| Running::Ready);
         assert!(!same.changes_engines());
+    }
+
+    #[test]
+    fn wyoming_and_metrics_changes_need_a_restart() {
+        let old = config("[tts]\nplugin = \"a\"\n");
+        let new = config("[host]\nmetrics = false\n[wyoming]\nenabled = true\n[tts]\nplugin = \"a\"\n");
+        let plan = Plan::new(1, &old, &new, |_| Running::Ready);
+        assert_eq!(plan.needs_restart.len(), 2, "{plan}");
+        assert!(plan.to_string().contains("[wyoming] changed"), "{plan}");
+        assert!(!plan.changes_engines());
     }
 }

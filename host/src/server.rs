@@ -159,6 +159,9 @@ pub async fn run_http(listener: tokio::net::TcpListener, state: AppState, drain:
             },
             () = token.cancelled() => break,
         };
+        // Streams write small pieces (a token, a chunk of audio): send each
+        // at once rather than wait for the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             metrics.refused(crate::metrics::Refusal::MaxConnections);
             tokio::spawn(refuse_busy(stream, host.max_connections));
@@ -291,8 +294,17 @@ pub async fn serve(config: Config) -> Result<()> {
         })?),
         None => None,
     };
+    // Likewise the Wyoming listener, when enabled.
+    let wyoming_listener = config
+        .wyoming
+        .enabled
+        .then(|| crate::wyoming::bind(&config.wyoming))
+        .transpose()?;
     let (supervisor, _rx) = Supervisor::new(config);
     let state = AppState::new(supervisor.clone())?;
+    let wyoming = wyoming_listener
+        .map(|listener| crate::wyoming::spawn(listener, supervisor.clone(), state.shutdown.clone()))
+        .transpose()?;
     if let Some(listener) = metrics_listener {
         if let Ok(at) = listener.local_addr() {
             tracing::info!("metrics on http://{at}/metrics");
@@ -327,6 +339,10 @@ pub async fn serve(config: Config) -> Result<()> {
         None
     };
     run_http(listener, state, drain).await;
+    if let Some(wyoming) = wyoming {
+        // It drains its connections within the same `shutdown_timeout`.
+        let _ = tokio::time::timeout(drain, wyoming).await;
+    }
     if let Some(systemd) = systemd {
         // It says STOPPING=1 on the way out.
         let _ = tokio::time::timeout(Duration::from_secs(1), systemd).await;
