@@ -367,28 +367,36 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         let mut encoder: Option<(Box<dyn hearth_audio::Encoder>, u32)> = None;
         let result = tts.synthesize_with(&text, &options, |chunk| {
             let rate = chunk.sample_rate;
-            let bytes = match &mut encoder {
-                Some((encoder, at)) if *at == rate => encoder.push(&chunk.samples),
-                Some((_, at)) => Err(AudioError::Encode(format!(
-                    "the engine changed its sample rate from {at} to {rate} Hz mid-stream"
-                ))),
-                None => hearth_audio::encoder(format, rate).and_then(|mut e| {
-                    let bytes = e.push(&chunk.samples);
-                    encoder = Some((e, rate));
-                    bytes
-                }),
+            let (encoder, at) = match &mut encoder {
+                Some(open) => open,
+                None => match hearth_audio::encoder(format, rate) {
+                    Ok(new) => encoder.insert((new, rate)),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Piece::Failed(e.to_string()));
+                        return Flow::Stop;
+                    }
+                },
             };
-            let piece = match bytes {
-                Ok(bytes) => Piece::Bytes(bytes.into(), rate),
-                Err(e) => Piece::Failed(e.to_string()),
-            };
-            let failed = matches!(piece, Piece::Failed(_));
-            // A client that went away closes the channel: stop speaking.
-            if tx.blocking_send(piece).is_err() || failed {
-                Flow::Stop
-            } else {
-                Flow::Continue
+            if *at != rate {
+                let changed = format!("the engine changed its sample rate from {at} to {rate} Hz mid-stream");
+                let _ = tx.blocking_send(Piece::Failed(changed));
+                return Flow::Stop;
             }
+            // In slices of a tenth of a second: the first bytes of a long
+            // sentence leave once its first slice is encoded, not the whole
+            // sentence (Opus and MP3 take milliseconds per second of audio).
+            for slice in chunk.samples.chunks((rate as usize / 10).max(1)) {
+                let piece = match encoder.push(slice) {
+                    Ok(bytes) => Piece::Bytes(bytes.into(), rate),
+                    Err(e) => Piece::Failed(e.to_string()),
+                };
+                let failed = matches!(piece, Piece::Failed(_));
+                // A client that went away closes the channel: stop speaking.
+                if tx.blocking_send(piece).is_err() || failed {
+                    return Flow::Stop;
+                }
+            }
+            Flow::Continue
         });
         let last = match (result, encoder) {
             (Err(e), _) => Piece::Failed(e),
