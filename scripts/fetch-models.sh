@@ -5,6 +5,7 @@
 #   $CACHE/models/onnxruntime/libonnxruntime.so.1.32.0 (+ libonnxruntime.so symlink)   [tts]
 #   $CACHE/models/piper/en_US-joe-medium.onnx{,.json}                                   [tts]
 #   $CACHE/models/whisper/ggml-tiny.en.bin  (converted by scripts/whisper_ct2_to_ggml.py) [stt]
+#   $CACHE/models/whisper/ggml-tiny.en-q8_0.bin, ggml-tiny.en-q5_1.bin (the same, quantized) [stt]
 #   $CACHE/models/llama/bin -> llama-build/bin (llama-server built by scripts/build-llama-server.sh); SmolLM2-135M-Instruct.Q4_1.gguf [chat]
 #   $CACHE/samples/jfk.wav                                                               [samples]
 #   $CACHE/venv-tools (numpy + pytest, for the converter and its tests; the openai SDK   [tools]
@@ -23,7 +24,8 @@ Re-runs skip what is already there.
 
   --only GROUP   fetch only GROUP (repeatable). Default: all groups.
                    tts      onnxruntime 1.32.0 shared library + piper voice en_US-joe-medium
-                   stt      whisper ggml-tiny.en.bin (converted from CTranslate2) + its sources
+                   stt      whisper ggml-tiny.en.bin (converted from CTranslate2), its quantized
+                            ggml-tiny.en-q8_0.bin and ggml-tiny.en-q5_1.bin, + their sources
                    chat     llama-server (built by scripts/build-llama-server.sh) + SmolLM2-135M-Instruct Q4_1 gguf
                    samples  samples/jfk.wav
                    tools    venv-tools with numpy, pytest, openai, soundfile and wyoming (implied by stt)
@@ -45,6 +47,8 @@ CT2_VOCAB_SHA256=ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115c
 MEL_FILTERS_SHA256=7450ae70723a5ef9d341e3cee628c7cb0177f36ce42c44b7ed2bf3325f0f6d4c
 GPT2_TIKTOKEN_SHA256=306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
 GGML_TINY_EN_SHA256=49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd373fdf
+GGML_TINY_EN_Q8_0_SHA256=d243ee7babe91b651f98b9fcffb3ea732be9e063f041dec8a0b2bc6bed25927c
+GGML_TINY_EN_Q5_1_SHA256=c7cc8edc8fd27675dc421572af28e2f3e014d9c2ed88b9a3c85753c328fe0eb7
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 JFK_SHA256=59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e
 
@@ -230,13 +234,13 @@ fetch_whisper_asset() { # fetch_whisper_asset DEST NAME  (from the openai-whispe
   chmod 644 "$TMP/$member"
   mv -f "$TMP/$member" "$1"
 }
-convert_whisper() {
-  local out=$1
+convert_whisper() { # convert_whisper DEST [f16|q8_0|q5_1]
+  local out=$1 type=${2:-f16}
   ensure_tools
   "$VENV_TOOLS/bin/python" "$ROOT/scripts/whisper_ct2_to_ggml.py" --model-dir "$W/ct2-tiny.en" \
     --mel-filters "$W/openai-assets/mel_filters.npz" --tokenizer "$W/openai-assets/gpt2.tiktoken" \
-    --out "$out" >"$TMP/convert.log" 2>&1 \
-    || { cat "$TMP/convert.log" >&2; die "converting the whisper model failed (log above)"; }
+    --out "$out" --type "$type" >"$TMP/convert.log" 2>&1 \
+    || { cat "$TMP/convert.log" >&2; die "converting the whisper model ($type) failed (log above)"; }
 }
 do_stt() {
   W=$MODELS/whisper
@@ -245,6 +249,8 @@ do_stt() {
   asset "$W/openai-assets/mel_filters.npz" "$MEL_FILTERS_SHA256" 4000 fetch_whisper_asset "$W/openai-assets/mel_filters.npz" mel_filters.npz
   asset "$W/openai-assets/gpt2.tiktoken" "$GPT2_TIKTOKEN_SHA256" 800000 fetch_whisper_asset "$W/openai-assets/gpt2.tiktoken" gpt2.tiktoken
   asset "$W/ggml-tiny.en.bin" "$GGML_TINY_EN_SHA256" 77000000 convert_whisper "$W/ggml-tiny.en.bin"
+  asset "$W/ggml-tiny.en-q8_0.bin" "$GGML_TINY_EN_Q8_0_SHA256" 43000000 convert_whisper "$W/ggml-tiny.en-q8_0.bin" q8_0
+  asset "$W/ggml-tiny.en-q5_1.bin" "$GGML_TINY_EN_Q5_1_SHA256" 32000000 convert_whisper "$W/ggml-tiny.en-q5_1.bin" q5_1
 }
 
 # ---- chat ------------------------------------------------------------------------------------

@@ -3,13 +3,17 @@
 
 Usage:
   whisper_ct2_to_ggml.py --model-dir DIR --mel-filters mel_filters.npz \
-      --tokenizer gpt2.tiktoken --out ggml-tiny.en.bin
+      --tokenizer gpt2.tiktoken --out ggml-tiny.en.bin [--type f16|q8_0|q5_1]
 
 DIR holds CTranslate2's model.bin (and vocabulary.txt, used as a cross-check).
 The output has the layout written by whisper.cpp's models/convert-pt-to-ggml.py:
 magic, 11 int32 hparams, mel filters, tokenizer, then the tensors under OpenAI
 Whisper's names.  2-D+ weights are float16, 1-D tensors, conv biases and
-positional embeddings float32.  Output is a pure function of the inputs.
+positional embeddings float32.  With --type q8_0 or q5_1 the 2-D float16
+weights (the matrices whisper.cpp allocates with the file's weight type) are
+quantized instead, in ggml's block formats and with the header's ftype
+carrying ggml's quantization version, as whisper.cpp's quantize tool does;
+conv kernels stay float16.  Output is a pure function of the inputs.
 Needs numpy only (no torch).
 """
 import argparse
@@ -22,6 +26,16 @@ import sys
 import numpy as np
 
 GGML_MAGIC = 0x67676D6C
+# ggml's quantization format version, folded into the header's ftype
+# (ftype + 1000 * version) for quantized files, as whisper.cpp reads it.
+GGML_QNT_VERSION = 2
+# --type: (header ftype, tensor type of the 2-D weight matrices)
+WEIGHT_TYPES = {
+    "f16": (1, 1),             # GGML_FTYPE_MOSTLY_F16, GGML_TYPE_F16
+    "q8_0": (7, 8),            # GGML_FTYPE_MOSTLY_Q8_0, GGML_TYPE_Q8_0
+    "q5_1": (9, 7),            # GGML_FTYPE_MOSTLY_Q5_1, GGML_TYPE_Q5_1
+}
+QK = 32  # values per block in both q8_0 and q5_1
 # CTranslate2 DataType enum (include/ctranslate2/types.h)
 CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -85,7 +99,45 @@ def read_ct2(path):
     return spec, variables
 
 
-def convert(model_dir, mel_path, tok_path, out_path):
+def quantize_q8_0(rows):
+    """ggml's block_q8_0 for each 32 values: f16 scale d = max|x| / 127, then
+    32 int8 roundf(x * (1 / d)) (ggml's quantize_row_q8_0_ref, in float32 like
+    it; roundf rounds half away from zero)."""
+    x = rows.astype(np.float32).reshape(-1, QK)
+    amax = np.abs(x).max(axis=1)
+    d = amax / 127.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    v = x * inv[:, None]
+    # roundf exactly: rint, except that exact halves go away from zero.  (Adding
+    # 0.5 in float32 and truncating would round 0.49999997 up to 1.)
+    t = np.trunc(v)
+    q = np.clip(np.where(np.abs(v - t) == 0.5, t + np.sign(v), np.rint(v)), -128, 127).astype(np.int8)
+    out = np.empty(len(x), dtype=[("d", "<f2"), ("qs", "i1", QK)])
+    out["d"], out["qs"] = d.astype(np.float16), q
+    return out.tobytes()
+
+
+def quantize_q5_1(rows):
+    """ggml's block_q5_1 for each 32 values: f16 step d = (max - min) / 31 and
+    f16 minimum m, the fifth bits of the 32 codes packed in a u32, then the low
+    nibbles of codes j and j + 16 in byte j (ggml's quantize_row_q5_1_ref)."""
+    x = rows.astype(np.float32).reshape(-1, QK)
+    lo, hi = x.min(axis=1), x.max(axis=1)
+    d = (hi - lo) / 31.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    codes = np.clip(((x - lo[:, None]) * inv[:, None] + 0.5).astype(np.int32), 0, 31).astype(np.uint32)
+    qs = ((codes[:, :16] & 0x0F) | ((codes[:, 16:] & 0x0F) << 4)).astype(np.uint8)
+    bits = (codes >> 4) & 1
+    qh = (bits << np.arange(QK, dtype=np.uint32)).sum(axis=1, dtype=np.uint64).astype(np.uint32)
+    out = np.empty(len(x), dtype=[("d", "<f2"), ("m", "<f2"), ("qh", "<u4"), ("qs", "u1", QK // 2)])
+    out["d"], out["m"], out["qh"], out["qs"] = d.astype(np.float16), lo.astype(np.float16), qh, qs
+    return out.tobytes()
+
+
+QUANTIZERS = {"q8_0": quantize_q8_0, "q5_1": quantize_q5_1}
+
+
+def convert(model_dir, mel_path, tok_path, out_path, weight_type="f16"):
     model_bin = os.path.join(model_dir, "model.bin")
     spec, v = read_ct2(model_bin)
     if spec != "WhisperSpec":
@@ -124,7 +176,8 @@ def convert(model_dir, mel_path, tok_path, out_path):
         n_heads("decoder", n_text_state),
         n_dec,
         conv1.shape[1],                                         # n_mels
-        1,                                                      # ftype: mostly f16
+        WEIGHT_TYPES[weight_type][0]                            # ftype
+        + (GGML_QNT_VERSION * 1000 if weight_type != "f16" else 0),
     ]
     n_mels = hparams[9]
 
@@ -191,7 +244,7 @@ def convert(model_dir, mel_path, tok_path, out_path):
 
     tmp = out_path + ".tmp"
     try:
-        write_ggml(tmp, hparams, filters, tokens, tensors)
+        write_ggml(tmp, hparams, filters, tokens, tensors, weight_type)
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):
@@ -200,7 +253,7 @@ def convert(model_dir, mel_path, tok_path, out_path):
     return hparams, len(tensors)
 
 
-def write_ggml(path, hparams, filters, tokens, tensors):
+def write_ggml(path, hparams, filters, tokens, tensors, weight_type="f16"):
     with open(path, "wb") as out:
         out.write(struct.pack("<12i", GGML_MAGIC, *hparams))
         out.write(struct.pack("<2i", *filters.shape))
@@ -214,11 +267,16 @@ def write_ggml(path, hparams, filters, tokens, tensors):
             f32 = data.ndim < 2 or name.endswith("conv1.bias") or name.endswith("conv2.bias") \
                 or name.endswith("positional_embedding")
             data = np.ascontiguousarray(data, dtype="<f4" if f32 else "<f2")
+            quantize = QUANTIZERS.get(weight_type) if data.ndim == 2 and not f32 else None
+            if quantize and data.shape[-1] % QK:
+                raise ConvertError(f"{name}: rows of {data.shape[-1]} values cannot be cut into {weight_type} blocks "
+                                   f"of {QK}; this model can only be written with --type f16")
+            ttype = WEIGHT_TYPES[weight_type][1] if quantize else (0 if f32 else 1)
             enc = name.encode("utf-8")
-            out.write(struct.pack("<3i", data.ndim, len(enc), 0 if f32 else 1))
+            out.write(struct.pack("<3i", data.ndim, len(enc), ttype))
             out.write(struct.pack(f"<{data.ndim}i", *reversed(data.shape)))
             out.write(enc)
-            out.write(data.tobytes())
+            out.write(quantize(data) if quantize else data.tobytes())
 
 
 def main(argv=None):
@@ -227,9 +285,11 @@ def main(argv=None):
     p.add_argument("--mel-filters", required=True, help="openai-whisper assets/mel_filters.npz")
     p.add_argument("--tokenizer", required=True, help="openai-whisper assets/gpt2.tiktoken (or multilingual.tiktoken)")
     p.add_argument("--out", required=True, help="output ggml .bin")
+    p.add_argument("--type", default="f16", choices=sorted(WEIGHT_TYPES),
+                   help="weight type of the 2-D matrices (default f16; q8_0 and q5_1 are ggml's quantized blocks)")
     a = p.parse_args(argv)
     try:
-        hparams, n = convert(a.model_dir, a.mel_filters, a.tokenizer, a.out)
+        hparams, n = convert(a.model_dir, a.mel_filters, a.tokenizer, a.out, a.type)
     except ConvertError as e:
         print(f"whisper_ct2_to_ggml: error: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""Tests for scripts/whisper_ct2_to_ggml.py (CTranslate2 Whisper -> whisper.cpp ggml).
+"""Tests for scripts/whisper_ct2_to_ggml.py (CTranslate2 Whisper -> whisper.cpp ggml),
+in float16 and in ggml's q8_0 and q5_1 block formats (--type).
 
 Run with the tools venv:  $HEARTH_CACHE/venv-tools/bin/python -m pytest tests/converter
 The tests on the real tiny.en model need `scripts/fetch-models.sh --only stt` first;
@@ -32,6 +33,11 @@ TINY_EN_HPARAMS = {  # whisper tiny.en, as whisper.cpp prints them
     "n_audio_layer": 4, "n_text_ctx": 448, "n_text_state": 384, "n_text_head": 6,
     "n_text_layer": 4, "n_mels": 80, "ftype": 1,
 }
+QK = 32  # values per q8_0 / q5_1 block
+# --type: header ftype (with ggml's quantization version 2 folded in), tensor type of the
+# 2-D weight matrices, bytes per block of 32 values
+QUANT = {"q8_0": (2007, 8, 34), "q5_1": (2009, 7, 24)}
+BLOCK_BYTES = {8: 34, 7: 24}
 ATTN = ["query.weight", "query.bias", "key.weight", "value.weight", "value.bias", "out.weight", "out.bias"]
 
 
@@ -42,15 +48,18 @@ def load_converter():
     return mod
 
 
-def run_converter(model_dir, out, mel=MEL, tok=TIKTOKEN):
+def run_converter(model_dir, out, mel=MEL, tok=TIKTOKEN, *extra):
     return subprocess.run(
         [sys.executable, str(CONVERTER), "--model-dir", str(model_dir), "--mel-filters", str(mel),
-         "--tokenizer", str(tok), "--out", str(out)],
+         "--tokenizer", str(tok), "--out", str(out), *extra],
         capture_output=True, text=True, timeout=300)
 
 
 def read_ggml(path):
-    """Parse a whisper.cpp ggml model file; returns (hparams, mel, tokens, tensors)."""
+    """Parse a whisper.cpp ggml model file; returns (hparams, mel, tokens, tensors).
+
+    A tensor is (type, ggml dims, data): f32/f16 data as an array in numpy order, quantized
+    data (types 8 q8_0, 7 q5_1) as the raw bytes of its blocks."""
     buf = Path(path).read_bytes()
     pos = 0
 
@@ -78,10 +87,17 @@ def read_ggml(path):
         ne = list(ints(n_dims))
         name = buf[pos:pos + name_len].decode()
         pos += name_len
-        dtype = "<f4" if ftype == 0 else "<f2"
         count = int(np.prod(ne))
-        data = np.frombuffer(buf, dtype, count, pos).reshape(list(reversed(ne)))
-        pos += data.nbytes
+        if ftype in BLOCK_BYTES:
+            assert ne[0] % QK == 0, f"{name}: row of {ne[0]} in a block type"
+            nbytes = count // QK * BLOCK_BYTES[ftype]
+            data = buf[pos:pos + nbytes]
+            assert len(data) == nbytes, f"{name}: truncated"
+            pos += nbytes
+        else:
+            assert ftype in (0, 1), f"{name}: unexpected tensor type {ftype}"
+            data = np.frombuffer(buf, "<f4" if ftype == 0 else "<f2", count, pos).reshape(list(reversed(ne)))
+            pos += data.nbytes
         assert name not in tensors, f"duplicate tensor {name}"
         tensors[name] = (ftype, ne, data)
     assert pos == len(buf), "trailing bytes after the last tensor"
@@ -102,10 +118,59 @@ def expected_names(n_enc, n_dec):
     return set(names)
 
 
-def recorded_sha():
-    m = re.search(r"^GGML_TINY_EN_SHA256=([0-9a-f]{64})$", FETCH.read_text(), re.M)
-    assert m, f"GGML_TINY_EN_SHA256 not found in {FETCH}"
+def recorded_sha(var="GGML_TINY_EN_SHA256"):
+    m = re.search(rf"^{var}=([0-9a-f]{{64}})$", FETCH.read_text(), re.M)
+    assert m, f"{var} not found in {FETCH}"
     return m.group(1)
+
+
+def dequantize(ttype, raw, shape):
+    """ggml's dequantize_row_q8_0 / dequantize_row_q5_1, written from the block layouts
+    (independently of the converter): float32 values in numpy order `shape`."""
+    if ttype == 8:  # block_q8_0: f16 d, int8 qs[32]; x = d * q
+        blocks = np.frombuffer(raw, [("d", "<f2"), ("qs", "i1", QK)])
+        x = blocks["d"].astype(np.float32)[:, None] * blocks["qs"].astype(np.float32)
+    elif ttype == 7:  # block_q5_1: f16 d, f16 m, u32 qh, u8 qs[16]; x = d * q + m
+        blocks = np.frombuffer(raw, [("d", "<f2"), ("m", "<f2"), ("qh", "<u4"), ("qs", "u1", QK // 2)])
+        codes = q5_1_codes(blocks)
+        x = blocks["d"].astype(np.float32)[:, None] * codes + blocks["m"].astype(np.float32)[:, None]
+    else:
+        raise AssertionError(f"not a block type: {ttype}")
+    return x.reshape(shape)
+
+
+def q5_1_codes(blocks):
+    """The 32 five-bit codes of each q5_1 block: value j's low four bits are the low
+    (j < 16) or high (j >= 16) nibble of qs[j % 16], its fifth bit is bit j of qh."""
+    qs = blocks["qs"].astype(np.uint32)
+    low = np.concatenate([qs & 0x0F, qs >> 4], axis=1)
+    high = (blocks["qh"][:, None] >> np.arange(QK, dtype=np.uint32)) & 1
+    return (low | (high << 4)).astype(np.float32)
+
+
+def f16_rounding(v):
+    """The most rounding `v` to float16 can change it by: half a unit in the last place,
+    relative for normal numbers, 2**-25 among the subnormals."""
+    return np.maximum(np.abs(v) * 2.0 ** -11, 2.0 ** -25)
+
+
+def q8_0_bound(x):
+    """Largest error q8_0 may make on each value of `x` (rows of 32): half a step of
+    d = max|x| / 127, plus the step's own rounding to f16 times the largest code."""
+    amax = np.abs(x.reshape(-1, QK)).max(axis=1, keepdims=True)
+    d = amax / 127
+    return (0.5 * d + 127 * f16_rounding(d) + 1e-6 * amax).repeat(QK, axis=1).reshape(x.shape)
+
+
+def q5_1_bound(x):
+    """Largest error q5_1 may make on each value of `x`: half a step of
+    d = (max - min) / 31, plus the f16 rounding of d (times the largest code, 31) and of
+    the minimum."""
+    rows = x.reshape(-1, QK)
+    lo, hi = rows.min(axis=1, keepdims=True), rows.max(axis=1, keepdims=True)
+    d = (hi - lo) / 31
+    bound = 0.5 * d + 31 * f16_rounding(d) + f16_rounding(lo) + 1e-6 * (np.abs(lo) + np.abs(hi))
+    return bound.repeat(QK, axis=1).reshape(x.shape)
 
 
 def sha256(path):
@@ -333,3 +398,145 @@ def test_wrong_vocabulary_size_is_rejected(tmp_path, synthetic_assets):
     r = run_converter(tmp_path / "ct2", tmp_path / "out.bin", mel, tok)
     assert r.returncode != 0
     assert "vocabulary.txt" in r.stderr
+
+
+# ---------------------------------------------------------------- quantized blocks (numpy only)
+
+def test_q8_0_blocks_are_ggml_s_and_within_half_a_step():
+    conv = load_converter()
+    rng = np.random.default_rng(1)
+    scales = np.repeat(np.float32([1e-4, 0.02, 1.0, 30.0]), 8 * QK)  # a block per row of 32 each
+    x = (rng.standard_normal((4, 8 * QK)).astype(np.float32) * scales.reshape(4, -1)).astype(np.float16)
+    x[0, :QK] = 0  # an all-zero block: scale 0, codes 0
+    x[1, 5] = 8.0  # one outlier sets its block's scale
+    raw = conv.quantize_q8_0(x)
+    assert len(raw) == x.size // QK * 34
+    blocks = np.frombuffer(raw, [("d", "<f2"), ("qs", "i1", QK)])
+    assert blocks["d"][0] == 0 and not blocks["qs"][0].any()
+    # the largest magnitude of each block gets code +-127
+    assert np.all(np.abs(blocks["qs"][1:]).max(axis=1) == 127)
+    xf = x.astype(np.float32)
+    # the codes are C's roundf(x * (1 / d)) in float32, halves away from zero
+    d = np.abs(xf.reshape(-1, QK)).max(axis=1) / np.float32(127)
+    inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, 1), 0).astype(np.float32)
+    v = (xf.reshape(-1, QK) * inv[:, None]).astype(np.float64)
+    assert np.array_equal(blocks["qs"], (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8))
+    err = np.abs(dequantize(8, raw, x.shape) - xf)
+    assert np.all(err <= q8_0_bound(xf)), err.max()
+
+
+def test_q8_0_rounds_halves_away_from_zero_like_roundf():
+    conv = load_converter()
+    # max 127 makes d = 1 exactly: the codes are round(x); 0.49999997 must not become 1
+    x = np.zeros(QK, np.float32)
+    x[:6] = [127, 0.5, -0.5, 2.5, -2.5, np.nextafter(np.float32(0.5), np.float32(0))]
+    qs = np.frombuffer(conv.quantize_q8_0(x), [("d", "<f2"), ("qs", "i1", QK)])["qs"][0]
+    assert list(qs[:6]) == [127, 1, -1, 3, -3, 0]
+
+
+def test_q5_1_blocks_are_ggml_s_and_within_half_a_step():
+    conv = load_converter()
+    # exact codes: a block whose values are 0..31 in shuffled places (d = 1, m = 0), which
+    # checks where each code's nibble and fifth bit are stored
+    rng = np.random.default_rng(2)
+    perm = rng.permutation(QK).astype(np.float32)
+    raw = conv.quantize_q5_1(perm)
+    assert len(raw) == 24
+    block = np.frombuffer(raw, [("d", "<f2"), ("m", "<f2"), ("qh", "<u4"), ("qs", "u1", QK // 2)])
+    assert (block["d"][0], block["m"][0]) == (1.0, 0.0)
+    assert np.array_equal(q5_1_codes(block)[0], perm)
+    # random rows at several scales, an offset block, a constant block
+    scales = np.repeat(np.float32([1e-4, 0.02, 1.0, 30.0]), 8 * QK)
+    x = (rng.standard_normal((4, 8 * QK)).astype(np.float32) * scales.reshape(4, -1)).astype(np.float16)
+    x[2, QK:2 * QK] += np.float16(5)
+    x[3, :QK] = np.float16(-1.5)
+    xf = x.astype(np.float32)
+    raw = conv.quantize_q5_1(x)
+    assert len(raw) == x.size // QK * 24
+    codes = q5_1_codes(np.frombuffer(raw, [("d", "<f2"), ("m", "<f2"), ("qh", "<u4"), ("qs", "u1", QK // 2)]))
+    assert codes.min() == 0 and codes.max() == 31
+    err = np.abs(dequantize(7, raw, x.shape) - xf)
+    assert np.all(err <= q5_1_bound(xf)), err.max()
+    assert np.all(dequantize(7, raw, x.shape)[3, :QK] == np.float32(-1.5))
+
+
+@pytest.mark.parametrize("wtype", sorted(QUANT))
+def test_quantized_synthetic_model(tmp_path, synthetic_assets, wtype):
+    mel, tok = synthetic_assets
+    v = write_synthetic_ct2(tmp_path / "ct2", n_state=32, n_vocab=12)
+    out = tmp_path / "out.bin"
+    r = run_converter(tmp_path / "ct2", out, mel, tok, "--type", wtype)
+    assert r.returncode == 0, r.stderr
+    ftype, qtype, _ = QUANT[wtype]
+    hparams, _, tokens, tensors = read_ggml(out)
+    assert hparams["ftype"] == ftype
+    assert hparams["ftype"] % 1000 == {"q8_0": 7, "q5_1": 9}[wtype]  # GGML_FTYPE_MOSTLY_*
+    assert tokens == [b"a", b"b", b" hello"]
+    assert set(tensors) == expected_names(1, 2)
+    for name, (ttype, ne, data) in tensors.items():
+        if name in ("encoder.conv1.weight", "encoder.conv2.weight"):
+            want = 1  # 3-D conv kernels stay f16, as whisper.cpp allocates them
+        elif name.endswith("positional_embedding") or len(ne) == 1 or name.endswith(("conv1.bias", "conv2.bias")):
+            want = 0  # biases, norms, positional embeddings: f32
+        else:
+            want = qtype  # every 2-D weight matrix
+            assert len(ne) == 2 and name.endswith(".weight"), name
+        assert ttype == want, f"{name}: type {ttype}, expected {want}"
+    # dequantized weights are the (f16) input within the format's error bound
+    bound = {"q8_0": q8_0_bound, "q5_1": q5_1_bound}[wtype]
+    for name, src in [("decoder.blocks.1.attn.value.weight", v["decoder/layer_1/self_attention/linear_0/weight"][64:]),
+                      ("encoder.blocks.0.mlp.2.weight", v["encoder/layer_0/ffn/linear_1/weight"]),
+                      ("decoder.token_embedding.weight", v["decoder/embeddings/weight"])]:
+        ttype, ne, raw = tensors[name]
+        assert ne == list(reversed(src.shape))
+        want = src.astype(np.float16).astype(np.float32)
+        err = np.abs(dequantize(ttype, raw, src.shape) - want)
+        assert np.all(err <= bound(want)), f"{name}: error {err.max()}"
+    assert np.array_equal(tensors["decoder.blocks.0.cross_attn.value.bias"][2], v["decoder/layer_0/attention/linear_1/bias"][32:])
+    # deterministic
+    out2 = tmp_path / "out2.bin"
+    assert run_converter(tmp_path / "ct2", out2, mel, tok, "--type", wtype).returncode == 0
+    assert out.read_bytes() == out2.read_bytes()
+
+
+@pytest.mark.parametrize("wtype", sorted(QUANT))
+def test_rows_not_a_multiple_of_32_are_refused(tmp_path, synthetic_assets, wtype):
+    mel, tok = synthetic_assets
+    write_synthetic_ct2(tmp_path / "ct2", n_state=16)
+    out = tmp_path / "out.bin"
+    r = run_converter(tmp_path / "ct2", out, mel, tok, "--type", wtype)
+    assert r.returncode == 1
+    assert "rows of 16 values cannot be cut into" in r.stderr and "blocks of 32" in r.stderr, r.stderr
+    assert "--type f16" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists() and not Path(str(out) + ".tmp").exists()
+    # the same model converts as f16
+    assert run_converter(tmp_path / "ct2", out, mel, tok, "--type", "f16").returncode == 0
+
+
+def test_unknown_type_is_refused(tmp_path, synthetic_assets):
+    mel, tok = synthetic_assets
+    write_synthetic_ct2(tmp_path / "ct2")
+    r = run_converter(tmp_path / "ct2", tmp_path / "out.bin", mel, tok, "--type", "q4_0")
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "q8_0" in r.stderr
+
+
+# ---------------------------------------------------------------- quantized real tiny.en model
+
+@pytest.mark.parametrize("wtype", sorted(QUANT))
+def test_quantized_tiny_en_matches_recorded_sha(real_inputs, tmp_path, wtype):
+    out = tmp_path / f"ggml-tiny.en-{wtype}.bin"
+    r = run_converter(real_inputs, out, MEL, TIKTOKEN, "--type", wtype)
+    assert r.returncode == 0, r.stderr
+    hparams, _, _, tensors = read_ggml(out)
+    assert hparams == {**TINY_EN_HPARAMS, "ftype": QUANT[wtype][0]}
+    assert len(tensors) == 167
+    qtype = QUANT[wtype][1]
+    assert tensors["decoder.token_embedding.weight"][:2] == (qtype, [384, 51864])
+    assert tensors["encoder.blocks.3.mlp.0.weight"][:2] == (qtype, [384, 1536])
+    assert tensors["encoder.conv2.weight"][:2] == (1, [3, 384, 384])
+    assert tensors["encoder.positional_embedding"][:2] == (0, [384, 1500])
+    want = recorded_sha(f"GGML_TINY_EN_{wtype.upper()}_SHA256")
+    assert sha256(out) == want
+    fetched = WHISPER / out.name
+    if fetched.exists():
+        assert sha256(fetched) == want

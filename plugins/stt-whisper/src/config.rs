@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer};
 
 /// The most threads the default picks: whisper.cpp's own default, and where
 /// its speed-up on one transcription flattens out.
@@ -30,6 +30,106 @@ pub struct RawConfig {
     /// Above this no-speech probability (and with a low average log
     /// probability) a 30 s window counts as silence.
     pub no_speech_threshold: Option<f32>,
+    /// How much of the 30 s encoder window to compute: `"auto"`, `"full"`
+    /// or a number of encoder frames.
+    pub audio_ctx: Option<RawAudioCtx>,
+}
+
+/// `audio_ctx` as written: a name or a number (checked in `try_from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawAudioCtx {
+    /// A string such as `"auto"`.
+    Name(String),
+    /// A whole number.
+    Frames(i128),
+}
+
+impl<'de> Deserialize<'de> for RawAudioCtx {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = RawAudioCtx;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "\"auto\", \"full\" or a number of encoder frames from {MIN_AUDIO_CTX} to {FULL_AUDIO_CTX} for `audio_ctx`"
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAudioCtx, E> {
+                Ok(RawAudioCtx::Name(v.to_owned()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAudioCtx, E> {
+                Ok(RawAudioCtx::Frames(v.into()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAudioCtx, E> {
+                Ok(RawAudioCtx::Frames(v.into()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Encoder frames in Whisper's full 30 s window (50 per second of audio).
+pub const FULL_AUDIO_CTX: u32 = 1500;
+
+/// The smallest fixed `audio_ctx` accepted.
+pub const MIN_AUDIO_CTX: u32 = 64;
+
+/// Frames of padding `"auto"` adds after the clip's own frames (64 frames =
+/// 1.28 s). Without any, Whisper tends to drop the last word or the final
+/// punctuation of a clip, and it was slower; see `bench/stt.sh`.
+pub const AUTO_MARGIN: u32 = 64;
+
+/// Encoder frames of `samples` samples at 16 kHz (one per 320 samples).
+pub fn encoder_frames(samples: usize) -> usize {
+    samples.div_ceil(320)
+}
+
+/// How much of Whisper's 30 s encoder window a transcription computes.
+///
+/// Whisper was trained on 30 s windows, and whisper.cpp always encodes the
+/// whole window, padding a short clip with silence; the encoder's cost grows
+/// with the window. A window fitted to the clip (whisper.cpp's `audio_ctx`)
+/// skips the silence: about 2.5 times faster on an 11 s clip, same text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCtx {
+    /// The clip's own frames plus [`AUTO_MARGIN`]; the full window when that
+    /// reaches [`FULL_AUDIO_CTX`] (clips of about 29 s and longer).
+    Auto,
+    /// Always the full window, as Whisper was trained.
+    Full,
+    /// Always this many frames (`MIN_AUDIO_CTX..=FULL_AUDIO_CTX`); speech
+    /// past frames / 50 seconds of a window may be lost. For experiments.
+    Fixed(u32),
+}
+
+impl AudioCtx {
+    /// The `audio_ctx` to hand whisper.cpp for a clip of `samples` 16 kHz
+    /// samples; 0 is whisper.cpp's own default, the full window.
+    pub fn for_samples(self, samples: usize) -> u32 {
+        match self {
+            Self::Full => 0,
+            Self::Fixed(frames) => frames,
+            Self::Auto => match encoder_frames(samples) + AUTO_MARGIN as usize {
+                frames if frames < FULL_AUDIO_CTX as usize => frames as u32,
+                _ => 0,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AudioCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => write!(f, "audio_ctx auto (clip + {AUTO_MARGIN} frames)"),
+            Self::Full => write!(f, "audio_ctx full ({FULL_AUDIO_CTX} frames)"),
+            Self::Fixed(frames) => write!(f, "audio_ctx {frames} frames"),
+        }
+    }
 }
 
 /// How tokens are picked.
@@ -65,6 +165,8 @@ pub struct Settings {
     pub strategy: Strategy,
     /// No-speech probability threshold.
     pub no_speech_threshold: f32,
+    /// The encoder window.
+    pub audio_ctx: AudioCtx,
 }
 
 /// The model used when `model` is not set.
@@ -119,12 +221,38 @@ impl TryFrom<RawConfig> for Settings {
                 "`no_speech_threshold` = {no_speech_threshold} must be between 0 and 1"
             ));
         }
+        let audio_ctx = match raw.audio_ctx {
+            None => AudioCtx::Auto,
+            Some(RawAudioCtx::Name(name)) => match name.trim().to_lowercase().as_str() {
+                "auto" => AudioCtx::Auto,
+                "full" => AudioCtx::Full,
+                number if number.parse::<i128>().is_ok() => {
+                    return Err(format!(
+                        "`audio_ctx` = {name:?} is a string: write the number without quotes (audio_ctx = {number}), or \"auto\" or \"full\""
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "`audio_ctx` = {name:?} is unknown: write \"auto\" (the encoder window fitted to each clip), \"full\" ({FULL_AUDIO_CTX} frames, 30 s, as Whisper was trained) or a number of frames from {MIN_AUDIO_CTX} to {FULL_AUDIO_CTX}"
+                    ))
+                }
+            },
+            Some(RawAudioCtx::Frames(n)) if (i128::from(MIN_AUDIO_CTX)..=i128::from(FULL_AUDIO_CTX)).contains(&n) => {
+                AudioCtx::Fixed(n as u32)
+            }
+            Some(RawAudioCtx::Frames(n)) => {
+                return Err(format!(
+                    "`audio_ctx` = {n} is out of range: write a number of encoder frames from {MIN_AUDIO_CTX} to {FULL_AUDIO_CTX} (50 per second of audio), or \"auto\" or \"full\""
+                ))
+            }
+        };
         Ok(Settings {
             model: PathBuf::from(model),
             threads,
             language,
             strategy,
             no_speech_threshold,
+            audio_ctx,
         })
     }
 }
@@ -154,15 +282,19 @@ mod tests {
         assert_eq!(s.threads, default_threads());
         assert!((1..=4).contains(&s.threads));
         assert_eq!(s.no_speech_threshold, 0.6);
+        assert_eq!(s.audio_ctx, AudioCtx::Auto);
     }
 
     #[test]
     fn every_key() {
-        let s = parse(r#"{"model":"m.bin","threads":1,"language":"DE","strategy":"beam","beam_size":3,"no_speech_threshold":0.5}"#)
-            .unwrap();
+        let s = parse(
+            r#"{"model":"m.bin","threads":1,"language":"DE","strategy":"beam","beam_size":3,"no_speech_threshold":0.5,"audio_ctx":"full"}"#,
+        )
+        .unwrap();
         assert_eq!(s.threads, 1);
         assert_eq!(s.language, "de");
         assert_eq!(s.strategy, Strategy::Beam(3));
+        assert_eq!(s.audio_ctx, AudioCtx::Full);
         assert_eq!(parse(r#"{"strategy":"beam"}"#).unwrap().strategy, Strategy::Beam(5));
         assert_eq!(parse(r#"{"language":"auto"}"#).unwrap().language, "auto");
     }
@@ -178,9 +310,58 @@ mod tests {
             (r#"{"strategy":"beam","beam_size":0}"#, "out of range"),
             (r#"{"no_speech_threshold":1.5}"#, "between 0 and 1"),
             (r#"{"model":" "}"#, "`model` is empty"),
+            (r#"{"audio_ctx":"fitted"}"#, "write \"auto\""),
+            (r#"{"audio_ctx":""}"#, "is unknown"),
+            (r#"{"audio_ctx":"300"}"#, "without quotes (audio_ctx = 300)"),
+            (r#"{"audio_ctx":63}"#, "from 64 to 1500"),
+            (r#"{"audio_ctx":1501}"#, "out of range"),
+            (r#"{"audio_ctx":-1}"#, "out of range"),
+            (
+                r#"{"audio_ctx":18446744073709551615}"#,
+                "18446744073709551615 is out of range",
+            ),
+            (
+                r#"{"audio_ctx":300.5}"#,
+                "\"auto\", \"full\" or a number of encoder frames from 64 to 1500",
+            ),
+            (r#"{"audio_ctx":true}"#, "for `audio_ctx`"),
         ] {
             let e = parse(json).unwrap_err();
             assert!(e.contains(needle), "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn audio_ctx_forms() {
+        for (json, want) in [
+            (r#"{"audio_ctx":"auto"}"#, AudioCtx::Auto),
+            (r#"{"audio_ctx":" Full "}"#, AudioCtx::Full),
+            (r#"{"audio_ctx":64}"#, AudioCtx::Fixed(64)),
+            (r#"{"audio_ctx":1500}"#, AudioCtx::Fixed(1500)),
+        ] {
+            assert_eq!(parse(json).unwrap().audio_ctx, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn audio_ctx_fits_the_clip() {
+        let margin = AUTO_MARGIN as usize;
+        // The JFK clip: 176,000 samples, 550 frames.
+        assert_eq!(encoder_frames(176_000), 550);
+        assert_eq!(encoder_frames(176_001), 551);
+        assert_eq!(AudioCtx::Auto.for_samples(176_000), 550 + AUTO_MARGIN);
+        assert_eq!(AudioCtx::Auto.for_samples(0), AUTO_MARGIN);
+        // Up to the full window, then whisper.cpp's default (0 = full).
+        let last_fitted = (FULL_AUDIO_CTX as usize - margin - 1) * 320;
+        assert_eq!(AudioCtx::Auto.for_samples(last_fitted), FULL_AUDIO_CTX - 1);
+        assert_eq!(AudioCtx::Auto.for_samples(last_fitted + 1), 0);
+        assert_eq!(AudioCtx::Auto.for_samples(30 * 16_000), 0);
+        assert_eq!(AudioCtx::Auto.for_samples(120 * 16_000), 0);
+        assert_eq!(AudioCtx::Full.for_samples(176_000), 0);
+        assert_eq!(AudioCtx::Fixed(300).for_samples(176_000), 300);
+        assert_eq!(
+            AudioCtx::Auto.to_string(),
+            format!("audio_ctx auto (clip + {margin} frames)")
+        );
     }
 }

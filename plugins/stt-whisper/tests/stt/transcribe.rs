@@ -7,6 +7,8 @@ use hearth_plugin_api::{
 };
 use hearth_stt_whisper::{audio, WhisperStt};
 
+use serde_json::json;
+
 use crate::util::{self, engine, f32_audio, jfk, normalize, transcribe_f32, JFK};
 
 #[test]
@@ -70,6 +72,39 @@ fn jfk_at_48k_stereo_gives_the_same_text_and_times() {
             "{a:?} vs {b:?}"
         );
     }
+}
+
+#[test]
+fn every_encoder_window_and_quantized_model_gives_the_jfk_sentence() {
+    let clip = jfk();
+    for (model, audio_ctx, weight_type) in [
+        (util::model_path(), json!("full"), "f16"),
+        (util::model_path(), json!(700), "f16"),
+        (util::quantized_model_path("q8_0"), json!("auto"), "q8_0"),
+        (util::quantized_model_path("q8_0"), json!("full"), "q8_0"),
+        (util::quantized_model_path("q5_1"), json!("auto"), "q5_1"),
+    ] {
+        let config = json!({ "model": model, "audio_ctx": audio_ctx }).to_string();
+        let (engine, loaded) = util::load(&config);
+        loaded.unwrap_or_else(|e| panic!("{config}: {e}"));
+        assert_eq!(engine.model_info().unwrap().weight_type, weight_type);
+        let t = transcribe_f32(&engine, 16_000, 1, clip);
+        assert_eq!(normalize(&t.text), JFK, "{config}: {:?}", t.text);
+    }
+}
+
+#[test]
+fn the_fitted_window_hears_a_clip_of_22_s_to_its_end() {
+    // Twice the clip: 1,100 frames plus the margin, still under the full
+    // window of 1,500.
+    let twice = [jfk(), jfk()].concat();
+    let t = transcribe_f32(engine(), 16_000, 1, &twice);
+    assert_eq!(normalize(&t.text), format!("{JFK} {JFK}"), "text: {:?}", t.text);
+    assert!(
+        t.segments.last().is_some_and(|s| s.end_ms >= 20_000),
+        "{:?}",
+        t.segments
+    );
 }
 
 #[test]
@@ -146,7 +181,7 @@ fn lifecycle_describe_health_warmup_shutdown() {
 
     let warmed = engine.warmup(&RecordingHost::new().context(&util::root())).unwrap();
     assert!(
-        warmed.contains("1 s of silence") && warmed.contains("no text"),
+        warmed.contains("1 s of silence") && warmed.contains("no text") && warmed.contains("audio_ctx auto"),
         "{warmed}"
     );
 

@@ -46,6 +46,12 @@ pub fn model_path() -> PathBuf {
     asset(MODEL)
 }
 
+/// A quantized copy of the default model (`"q8_0"` or `"q5_1"`), as
+/// `scripts/fetch-models.sh` converts it; fails if it is missing.
+pub fn quantized_model_path(kind: &str) -> PathBuf {
+    asset(&format!("models/whisper/ggml-tiny.en-{kind}.bin"))
+}
+
 /// The plugin's root module, as the host reads it from the library.
 pub fn module() -> Module {
     Module::new(hearth_stt_whisper::hearth_plugin_root_module())
