@@ -128,6 +128,41 @@ fn speak_writes_the_engines_audio_to_a_wav_file() {
     assert_eq!(json["samples"], 8000 * 60 / 1000 * 7);
 }
 
+/// The real Piper voice picks its ONNX Runtime threads from the CPUs the
+/// process may run on (its affinity mask here; a cgroup quota counts the
+/// same way), not from the machine's core count.
+#[test]
+fn the_real_voice_takes_one_thread_per_cpu_it_may_use() {
+    let config = hearth_tests::repo_root().join("plugins.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("out.wav");
+    let speak = |cpus: &str| {
+        let out = Command::new("taskset")
+            .args(["--cpu-list", cpus])
+            .arg(hearth_bin())
+            .args([
+                "speak",
+                "Hello there.",
+                "-o",
+                wav.to_str().unwrap(),
+                "-c",
+                config.to_str().unwrap(),
+            ])
+            .output()
+            .expect("taskset (util-linux) runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (cpus, threads) in [("0", 1), (&format!("0-{}", cores - 1)[..], cores.min(4))] {
+        let log = speak(cpus);
+        assert!(
+            log.contains(&format!("loaded with {threads} thread(s)")),
+            "CPUs {cpus}: {log}"
+        );
+    }
+}
+
 #[test]
 fn transcribe_prints_the_engines_text() {
     let scratch = Scratch::new(&format!(

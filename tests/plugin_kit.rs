@@ -112,7 +112,7 @@ fn the_text_output_has_one_line_per_check() {
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("testing scripted-tts"), "{stdout}");
     assert!(
-        stdout.contains("pass  synthesize speaks two sentences as two chunks of audio"),
+        stdout.contains("pass  synthesize speaks two sentences, each in its own chunks of audio"),
         "{stdout}"
     );
     assert!(

@@ -7,7 +7,12 @@
 //! voice = "models/piper/en_US-joe-medium.onnx"          # required
 //! runtime = "models/onnxruntime/libonnxruntime.so.1.32.0" # else $ORT_DYLIB_PATH
 //! # voice_config = "<voice>.json"   # the voice's .onnx.json
-//! # threads = 1                     # ONNX Runtime intra-op threads
+//! # threads = 2                     # inferences at once (each on one core); default:
+//! #                                 # one per core this process may use, at most 4
+//! # spinning = true                 # a text's first front: its threads busy-wait between
+//! #                                 # operations while it runs (never after it)
+//! # stream = true                   # split the graph: first audio early, parts on all
+//! #                                 # threads; false: one whole inference per sentence
 //! # speaker = 0                     # id or name, for multi-speaker voices
 //! # length_scale = 1.0              # defaults: the voice's .onnx.json
 //! # noise_scale = 0.667
@@ -35,6 +40,21 @@ pub enum Speaker {
     Name(String),
 }
 
+/// The most threads the default picks. A sentence gives only a few parts
+/// to decode at once (see `synth.rs`), so more workers rarely find work,
+/// and the host runs speech recognition and chat beside the voice.
+pub const MAX_DEFAULT_THREADS: u32 = 4;
+
+/// Threads when `threads` is not set: one per core this process may use
+/// (the standard library counts the CPU affinity mask and the cgroup CPU
+/// quota, so a container limited to 1.5 CPUs gets 1), at most
+/// [`MAX_DEFAULT_THREADS`].
+pub fn default_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u32)
+        .clamp(1, MAX_DEFAULT_THREADS)
+}
+
 /// `[tts.config]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,9 +67,16 @@ pub struct Config {
     /// The ONNX Runtime shared library; default: `$ORT_DYLIB_PATH`.
     #[serde(default)]
     pub runtime: Option<PathBuf>,
-    /// ONNX Runtime intra-op threads; default 1.
+    /// Inferences at once, each on one thread; default [`default_threads`].
     #[serde(default)]
     pub threads: Option<u32>,
+    /// Whether the threads of a multi-threaded session spin while it runs;
+    /// default true.
+    #[serde(default)]
+    pub spinning: Option<bool>,
+    /// Split the graph into front and decoder (see `graph.rs`); default true.
+    #[serde(default)]
+    pub stream: Option<bool>,
     /// Speaker id or name for multi-speaker voices.
     #[serde(default)]
     pub speaker: Option<Speaker>,
@@ -85,8 +112,12 @@ pub struct Settings {
     pub voice_config: PathBuf,
     /// The ONNX Runtime library, resolved.
     pub runtime: PathBuf,
-    /// Intra-op threads, 1 to 64.
+    /// Inferences at once (or intra-op threads of a voice run whole), 1 to 64.
     pub threads: usize,
+    /// Whether multi-threaded sessions spin while they run.
+    pub spinning: bool,
+    /// Whether to split the graph (when it can be split).
+    pub stream: bool,
     /// Speaker, checked against the voice at load.
     pub speaker: Option<Speaker>,
     /// Overrides of the voice's scales, each finite and positive (noise
@@ -136,10 +167,10 @@ impl Settings {
                 ))
             }
         };
-        let threads = config.threads.unwrap_or(1);
+        let threads = config.threads.unwrap_or_else(default_threads);
         if !(1..=64).contains(&threads) {
             return Err(format!(
-                "threads = {threads}: use 1 to 64 (1 is fastest on small machines)"
+                "threads = {threads}: use 1 to 64 (leave it out for one per core this process may use, at most {MAX_DEFAULT_THREADS})"
             ));
         }
         check_scale("length_scale", config.length_scale, false)?;
@@ -166,6 +197,8 @@ impl Settings {
             noise_w: config.noise_w,
             espeak_data: config.espeak_data.as_deref().map(&resolve),
             normalize: config.normalize.unwrap_or(true),
+            stream: config.stream.unwrap_or(true),
+            spinning: config.spinning.unwrap_or(true),
             volume,
             warmup_text,
         })
@@ -199,8 +232,11 @@ mod tests {
         assert_eq!(s.voice, Path::new("/base/v/x.onnx"));
         assert_eq!(s.voice_config, Path::new("/base/v/x.onnx.json"));
         assert_eq!(s.runtime, Path::new("/base/rt/libonnxruntime.so"));
-        assert_eq!(s.threads, 1);
+        assert_eq!(s.threads, default_threads() as usize);
+        assert!((1..=MAX_DEFAULT_THREADS as usize).contains(&s.threads));
         assert!(s.normalize);
+        assert!(s.stream);
+        assert!(s.spinning);
         assert_eq!(s.volume, 1.0);
         assert_eq!(s.warmup_text, "Hello world.");
         assert_eq!(s.espeak_data, None);

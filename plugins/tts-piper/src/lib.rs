@@ -6,10 +6,18 @@
 //!   sub-progress and honouring cancellation between steps. Every failure
 //!   says which file is wrong and what to do.
 //! * `warmup` speaks a short phrase (`warmup_text`).
-//! * `synthesize` splits the text into sentences ([`text`]), phonemizes each
-//!   ([`espeak`]), maps phonemes to ids ([`voice`]), runs one inference per
-//!   sentence ([`runtime`]) and sends each sentence's audio as soon as it is
-//!   ready: PCM16 mono at the voice's rate, with the sentence's text.
+//! * `synthesize` splits the text into sentences and clauses ([`text`]),
+//!   phonemizes each clause ([`espeak`]) and maps the phonemes to ids
+//!   ([`voice`]). A voice whose graph [`graph`] can split runs each sentence
+//!   as a *front* (ids → latent frames) and a *decoder* (frames → audio)
+//!   cut by time into parts, decoded on several workers at once
+//!   ([`synth`]): the first part of the text's first sentence (about 0.4 s)
+//!   goes out as soon as it is decoded, then the rest of that sentence, then
+//!   one chunk per sentence. The parts join into exactly the audio of the
+//!   whole sentence, so prosody is Piper's own. Other voices run one
+//!   inference per sentence ([`runtime`]). Audio is PCM16 mono at the
+//!   voice's rate ([`level`]); a chunk carries the text of the sentence it
+//!   begins, or none when it continues one.
 //! * `health` is cheap: the model is loaded and not shut down.
 //!
 //! The configuration is described in [`config`]. Process-wide state (the ONNX
@@ -19,7 +27,10 @@
 
 pub mod config;
 pub mod espeak;
+pub mod graph;
+pub mod level;
 pub mod runtime;
+pub mod synth;
 pub mod text;
 pub mod voice;
 
@@ -27,7 +38,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Mutex, OnceLock,
+        Arc, OnceLock, RwLock,
     },
 };
 
@@ -54,6 +65,8 @@ struct LoadedVoice {
     name: String,
     /// ONNX Runtime and espeak-ng versions, for `describe`.
     engine_version: String,
+    /// How the model runs, for the load log: split or whole, and why.
+    layout: String,
     sample_rate: u32,
     espeak_voice: String,
     ids: PhonemeIds,
@@ -63,8 +76,9 @@ struct LoadedVoice {
     normalize: bool,
     volume: f32,
     warmup_text: String,
-    /// The session; `None` once shut down. One inference at a time.
-    model: Mutex<Option<Model>>,
+    /// The model; `None` once shut down (requests still running keep
+    /// their `Arc` until they end).
+    model: RwLock<Option<Arc<Model>>>,
     /// Set by `shutdown`, read by `health` without waiting for the model.
     shut_down: AtomicBool,
 }
@@ -107,8 +121,8 @@ impl Warmable for PiperTts {
         let settings = Settings::resolve(config, |p| ctx.resolve_path(p), std::env::var(RUNTIME_ENV).ok())?;
         let voice = load_voice(&settings, ctx)?;
         ctx.info(&format!(
-            "voice {} ({} Hz, espeak-ng voice {}) loaded with {} thread(s); {}",
-            voice.name, voice.sample_rate, voice.espeak_voice, settings.threads, voice.engine_version
+            "voice {} ({} Hz, espeak-ng voice {}) loaded with {} thread(s), {}; {}",
+            voice.name, voice.sample_rate, voice.espeak_voice, settings.threads, voice.layout, voice.engine_version
         ));
         self.voice
             .set(voice)
@@ -118,18 +132,28 @@ impl Warmable for PiperTts {
     fn warmup(&self, ctx: &Context<'_>) -> PluginResult<String> {
         let voice = self.loaded()?;
         let mut samples = 0;
-        for sentence in text::sentences(&voice.warmup_text) {
-            ctx.check_cancelled()?;
-            if let Some(audio) = voice.speak(&sentence, voice.scales)? {
-                samples += audio.len();
+        voice.speak(&voice.warmup_text, voice.scales, &mut |chunk, _| {
+            samples += chunk.len();
+            if ctx.is_cancelled() {
+                Flow::Stop
+            } else {
+                Flow::Continue
             }
-        }
+        })?;
+        ctx.check_cancelled()?;
         if samples == 0 {
             return Err(format!(
                 "warmup_text {:?} produced no audio: use a plain phrase",
                 voice.warmup_text
             )
             .into());
+        }
+        // Every decoder session's first run allocates; do it now.
+        if let Some(ids) = text::sentences(&voice.warmup_text)
+            .iter()
+            .find_map(|s| voice.ids(s).transpose())
+        {
+            voice.model()?.warm_decoders(&ids?, voice.scales, voice.speaker)?;
         }
         Ok(format!(
             "spoke {:?} ({:.2} s of audio at {} Hz)",
@@ -146,8 +170,8 @@ impl Warmable for PiperTts {
     fn shutdown(&self) {
         if let Some(voice) = self.voice.get() {
             voice.shut_down.store(true, Ordering::Release);
-            // Waits for a running inference, then frees the session.
-            voice.model.lock().unwrap_or_else(|e| e.into_inner()).take();
+            // The sessions are freed when the last running request ends.
+            voice.model.write().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
 }
@@ -170,61 +194,68 @@ impl TtsEngine for PiperTts {
         }
         let mut scales = voice.scales;
         scales[1] /= options.speed;
-        for sentence in text::sentences(text) {
-            let Some(audio) = voice.speak(&sentence, scales)? else {
-                continue;
-            };
-            if out.send(voice.sample_rate, audio, sentence.text) == Flow::Stop {
-                break;
-            }
-        }
-        Ok(())
+        let rate = voice.sample_rate;
+        voice.speak(text, scales, &mut |pcm, text| out.send(rate, pcm, text))
     }
 }
 
 impl LoadedVoice {
-    /// Speaks one sentence with `scales` (`[noise, length, noise_w]`);
-    /// `None` when it has nothing speakable.
-    fn speak(&self, sentence: &text::Sentence<'_>, scales: [f32; 3]) -> PluginResult<Option<Vec<i16>>> {
+    /// Speaks `text` with `scales`, handing each chunk of PCM16 audio and
+    /// its text (the sentence it begins; empty when it continues one) to
+    /// `out` until it answers stop. On a split model the chunks come from
+    /// [`synth::speak`]; on a whole one, one inference per sentence.
+    fn speak(&self, text: &str, scales: [f32; 3], out: &mut dyn FnMut(Vec<i16>, &str) -> Flow) -> PluginResult<()> {
+        let model = self.model()?;
+        let sentences = text::sentences(text);
+        if model.workers().is_none() {
+            for sentence in &sentences {
+                let Some(ids) = self.ids(sentence)? else {
+                    continue;
+                };
+                let audio = model.infer(&ids, scales, self.speaker)?;
+                let pcm = level::to_pcm16(&audio, level::gain(&audio, self.normalize, self.volume));
+                if out(pcm, sentence.text) == Flow::Stop {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let ids = |k: usize| self.ids(&sentences[k]);
+        let mut first_gain = 0.0;
+        synth::speak(&model, sentences.len(), &ids, scales, self.speaker, &mut |chunk| {
+            if chunk.continues {
+                let pcm = level::continuation(&chunk.audio, first_gain, self.normalize, self.volume, self.sample_rate);
+                out(pcm, "")
+            } else {
+                first_gain = level::gain(&chunk.audio, self.normalize, self.volume);
+                out(
+                    level::to_pcm16(&chunk.audio, first_gain),
+                    sentences[chunk.sentence].text,
+                )
+            }
+        })
+        .map_err(PluginError::from)
+    }
+
+    /// The model, unless shut down.
+    fn model(&self) -> PluginResult<Arc<Model>> {
+        self.model
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| PluginError::from("the voice was shut down"))
+    }
+
+    /// One sentence's model ids; `None` when it has nothing speakable.
+    fn ids(&self, sentence: &text::Sentence<'_>) -> Result<Option<Vec<i64>>, String> {
         let texts: Vec<&str> = sentence.clauses.iter().map(|c| c.text).collect();
         let phonemes = espeak::phonemize(&self.espeak_voice, &texts)?;
         let clauses: Vec<(String, Option<char>)> = phonemes
             .into_iter()
             .zip(sentence.clauses.iter().map(|c| c.terminator))
             .collect();
-        let Some(phonemes) = voice::sentence_phonemes(&clauses) else {
-            return Ok(None);
-        };
-        let ids = self.ids.ids(&phonemes);
-        let audio = {
-            let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-            let model = model
-                .as_mut()
-                .ok_or_else(|| PluginError::from("the voice was shut down"))?;
-            model.infer(&ids, scales, self.speaker)?
-        };
-        Ok(Some(to_pcm16(&audio, self.normalize, self.volume)))
+        Ok(voice::sentence_phonemes(&clauses).map(|p| self.ids.ids(&p)))
     }
-}
-
-/// Converts the model's float audio to PCM16 as Piper does: scaled so the
-/// loudest sample is full range (when `normalize`), times `volume`, clipped.
-pub fn to_pcm16(audio: &[f32], normalize: bool, volume: f32) -> Vec<i16> {
-    let peak = audio.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-    let gain = if !normalize {
-        volume
-    } else if peak < 1e-8 {
-        0.0
-    } else {
-        volume / peak
-    };
-    audio
-        .iter()
-        .map(|s| {
-            let s = if s.is_finite() { s * gain } else { 0.0 };
-            (s.clamp(-1.0, 1.0) * 32767.0) as i16
-        })
-        .collect()
 }
 
 /// The steps of `load`, each reporting progress and checking cancellation.
@@ -277,7 +308,13 @@ fn load_voice(settings: &Settings, ctx: &Context<'_>) -> PluginResult<LoadedVoic
 
     let megabytes = std::fs::metadata(model_path).map(|m| m.len() / 1_000_000).unwrap_or(0);
     ctx.progress(0.3, &format!("loading voice model {name} ({megabytes} MB)"));
-    let model = Model::load(runtime, model_path, settings.threads)?;
+    let model = Model::load(
+        runtime,
+        model_path,
+        settings.threads,
+        settings.stream,
+        settings.spinning,
+    )?;
     if speaker.is_some() && !model.takes_speaker() {
         return Err(
             format!("voice {name} has one speaker, but its config lists several: the files do not match").into(),
@@ -291,8 +328,21 @@ fn load_voice(settings: &Settings, ctx: &Context<'_>) -> PluginResult<LoadedVoic
     } else {
         &runtime.version
     };
+    let layout = match (model.workers(), &model.whole_because) {
+        (Some(workers), _) => {
+            let (hop, context) = model.hop_and_context().unwrap_or_default();
+            format!(
+                "streamed: front and decoder apart, {workers} decoder worker(s), {hop} samples a frame, {context} frames of context"
+            )
+        }
+        (None, why) => format!(
+            "whole: one inference per sentence (the graph was not split: {})",
+            why.as_deref().unwrap_or("unknown")
+        ),
+    };
     Ok(LoadedVoice {
         name,
+        layout,
         engine_version: format!("onnxruntime {ort_version}, espeak-ng {espeak_version}"),
         sample_rate: config.audio.sample_rate,
         espeak_voice,
@@ -302,7 +352,7 @@ fn load_voice(settings: &Settings, ctx: &Context<'_>) -> PluginResult<LoadedVoic
         normalize: settings.normalize,
         volume: settings.volume,
         warmup_text: settings.warmup_text.clone(),
-        model: Mutex::new(Some(model)),
+        model: RwLock::new(Some(Arc::new(model))),
         shut_down: AtomicBool::new(false),
     })
 }
@@ -359,7 +409,7 @@ hearth_plugin_api::export_plugin!(tts: PiperTts, PiperTts::default);
 
 #[cfg(test)]
 mod tests {
-    use super::{resolve_speaker, to_pcm16, Speaker, VoiceConfig};
+    use super::{resolve_speaker, Speaker, VoiceConfig};
 
     fn voice(speakers: u32) -> VoiceConfig {
         serde_json::from_value(serde_json::json!({
@@ -388,14 +438,5 @@ mod tests {
         assert!(resolve_speaker(&voice(1), Some(&Speaker::Id(0)), "v")
             .unwrap_err()
             .contains("single speaker"));
-    }
-
-    #[test]
-    fn pcm16_is_peak_normalised_and_clipped() {
-        assert_eq!(to_pcm16(&[0.25, -0.5], true, 1.0), vec![16383, -32767]);
-        assert_eq!(to_pcm16(&[0.25, -0.5], false, 1.0), vec![8191, -16383]);
-        assert_eq!(to_pcm16(&[2.0, f32::NAN], false, 1.0), vec![32767, 0]);
-        assert_eq!(to_pcm16(&[0.0, 0.0], true, 1.0), vec![0, 0]);
-        assert_eq!(to_pcm16(&[0.5], true, 0.5), vec![16383]);
     }
 }

@@ -13,6 +13,8 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
+use crate::graph;
+
 use ort::{
     environment::Environment,
     session::Session,
@@ -117,17 +119,70 @@ fn version_of(path: &Path) -> Option<String> {
     Some(version.to_string_lossy().into_owned())
 }
 
-/// A Piper model: a session plus what its inputs need.
+/// A loaded Piper model, run one of two ways (see [`crate::graph`]).
+///
+/// * **Split** (any voice whose graph [`graph::split`] can cut): the front
+///   in one session and the decoder in one session per worker, every
+///   session on one thread, so `workers` inferences run at once on as many
+///   cores. One inference per session at a time (`ort` runs a session
+///   through `&mut`), each behind its own lock.
+/// * **Whole** (other graphs): the original graph in one session with
+///   `workers` intra-op threads, one inference per sentence.
 pub struct Model {
-    session: Session,
+    kind: Kind,
     /// Whether the model takes a speaker id (`sid`).
     takes_speaker: bool,
+    /// Why the graph was not split, when it was not.
+    pub whole_because: Option<String>,
+}
+
+enum Kind {
+    Split {
+        /// The front with a thread per worker, for a text's first sentence.
+        fast_front: Mutex<Session>,
+        /// The front on one thread, for later sentences (run beside the
+        /// decoders); `None` with one worker, where the fast one is lean.
+        lean_front: Option<Mutex<Session>>,
+        decoders: Vec<Mutex<Session>>,
+        latent: String,
+        hop: usize,
+        context: usize,
+    },
+    Whole(Mutex<Session>),
+}
+
+/// The front's output for one sentence: `[1, channels, frames]` floats.
+pub struct Latent {
+    channels: usize,
+    frames: usize,
+    data: Vec<f32>,
+}
+
+impl Latent {
+    /// Its length in frames.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Frames `range` as a `[1, channels, range.len()]` tensor's data.
+    fn slice(&self, range: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.channels * range.len());
+        for c in 0..self.channels {
+            out.extend_from_slice(&self.data[c * self.frames + range.start..c * self.frames + range.end]);
+        }
+        out
+    }
+}
+
+fn ort_failed(e: ort::Error) -> String {
+    format!("ONNX Runtime failed to synthesize: {e}")
 }
 
 impl Model {
-    /// Loads `path` into a session with `threads` intra-op threads and
-    /// checks that it has Piper's inputs.
-    pub fn load(runtime: &Runtime, path: &Path, threads: usize) -> Result<Self, String> {
+    /// Loads `path`: split into front and decoder when `stream` and its
+    /// graph allows (with `workers` decoder sessions), else whole with
+    /// `workers` intra-op threads; then checks that it has Piper's inputs.
+    pub fn load(runtime: &Runtime, path: &Path, workers: usize, stream: bool, spinning: bool) -> Result<Self, String> {
         let corrupt = |e: &dyn std::fmt::Display| {
             format!(
                 "voice model {} could not be loaded by ONNX Runtime ({e}): the file is damaged or \
@@ -135,35 +190,67 @@ impl Model {
                 path.display()
             )
         };
-        let session = Session::builder(&runtime.env)
-            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            .map_err(|e| format!("cannot configure an ONNX Runtime session: {e}"))?
-            .commit_from_file(path)
-            .map_err(|e| corrupt(&e))?;
-        let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        for (name, dtype) in [
-            ("input", TensorElementType::Int64),
-            ("input_lengths", TensorElementType::Int64),
-            ("scales", TensorElementType::Float32),
-        ] {
-            let found = session.inputs().iter().find(|i| i.name() == name);
-            match found.map(|i| i.dtype()) {
-                Some(ValueType::Tensor { ty, .. }) if *ty == dtype => {}
-                _ => {
-                    return Err(format!(
-                        "{} is not a Piper voice: it needs an input {name:?} of {dtype:?} (its inputs: {})",
-                        path.display(),
-                        names.join(", ")
-                    ))
-                }
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read voice model {}: {e}", path.display()))?;
+        // With `spinning`, a session of several threads lets them busy-wait
+        // between its operations while it runs (the front is thousands of
+        // small ones), and stops them when the run ends, so they never take
+        // the cores the decoders or other work need afterwards.
+        let session = |bytes: &[u8], threads: usize| {
+            let spin = spinning && threads > 1;
+            Session::builder(&runtime.env)
+                .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+                .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+                .and_then(|b| b.with_intra_op_spinning(spin).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_config_entry("session.force_spinning_stop", "1")
+                        .map_err(Into::into)
+                })
+                .and_then(|b| b.with_inter_op_spinning(false).map_err(Into::into))
+                .map_err(|e| format!("cannot configure an ONNX Runtime session: {e}"))?
+                .commit_from_memory(bytes)
+                .map_err(|e| corrupt(&e))
+        };
+        let split = if stream {
+            graph::split(&bytes)
+        } else {
+            Err("stream = false".to_owned())
+        };
+        let (kind, whole_because) = match split {
+            Ok(split) => {
+                let workers = workers.max(1);
+                let fast_front = Mutex::new(session(&split.front, workers)?);
+                let lean_front = if workers > 1 {
+                    Some(Mutex::new(session(&split.front, 1)?))
+                } else {
+                    None
+                };
+                let decoders = (0..workers)
+                    .map(|_| session(&split.decoder, 1).map(Mutex::new))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let kind = Kind::Split {
+                    fast_front,
+                    lean_front,
+                    decoders,
+                    latent: split.latent,
+                    hop: split.hop,
+                    context: split.context,
+                };
+                (kind, None)
             }
-        }
-        if session.outputs().is_empty() {
-            return Err(format!("{} is not a Piper voice: it has no output", path.display()));
-        }
-        let takes_speaker = names.contains(&"sid");
-        Ok(Self { session, takes_speaker })
+            Err(why) => (Kind::Whole(Mutex::new(session(&bytes, workers.max(1))?)), Some(why)),
+        };
+        let takes_speaker = {
+            let first = match &kind {
+                Kind::Split { fast_front, .. } => fast_front,
+                Kind::Whole(session) => session,
+            };
+            check_inputs(&first.lock().unwrap_or_else(|e| e.into_inner()), path)?
+        };
+        Ok(Self {
+            kind,
+            takes_speaker,
+            whole_because,
+        })
     }
 
     /// Whether the model takes a speaker id.
@@ -171,21 +258,150 @@ impl Model {
         self.takes_speaker
     }
 
-    /// Runs the model on one sentence's ids; returns float audio.
-    pub fn infer(&mut self, ids: &[i64], scales: [f32; 3], speaker: Option<i64>) -> Result<Vec<f32>, String> {
-        let failed = |e: ort::Error| format!("ONNX Runtime failed to synthesize: {e}");
+    /// How many decoder sessions (workers) a split model has; `None` when
+    /// it runs whole.
+    pub fn workers(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Split { decoders, .. } => Some(decoders.len()),
+            Kind::Whole(_) => None,
+        }
+    }
+
+    /// Samples per latent frame and frames of decoder context, when split.
+    pub fn hop_and_context(&self) -> Option<(usize, usize)> {
+        match &self.kind {
+            Kind::Split { hop, context, .. } => Some((*hop, *context)),
+            Kind::Whole(_) => None,
+        }
+    }
+
+    fn inputs(&self, ids: &[i64], scales: [f32; 3], speaker: Option<i64>) -> Result<SessionInputs, String> {
         let n = ids.len();
         let mut inputs = ort::inputs![
-            "input" => Tensor::from_array(([1, n], ids.to_vec())).map_err(failed)?,
-            "input_lengths" => Tensor::from_array(([1], vec![n as i64])).map_err(failed)?,
-            "scales" => Tensor::from_array(([3], scales.to_vec())).map_err(failed)?,
+            "input" => Tensor::from_array(([1, n], ids.to_vec())).map_err(ort_failed)?,
+            "input_lengths" => Tensor::from_array(([1], vec![n as i64])).map_err(ort_failed)?,
+            "scales" => Tensor::from_array(([3], scales.to_vec())).map_err(ort_failed)?,
         ];
         if self.takes_speaker {
-            let sid = Tensor::from_array(([1], vec![speaker.unwrap_or(0)])).map_err(failed)?;
+            let sid = Tensor::from_array(([1], vec![speaker.unwrap_or(0)])).map_err(ort_failed)?;
             inputs.push(("sid".into(), sid.into()));
         }
-        let outputs = self.session.run(inputs).map_err(failed)?;
-        let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(failed)?;
+        Ok(inputs)
+    }
+
+    /// Runs every decoder session once, on a few frames of the sentence
+    /// `ids`: a session's first run allocates its buffers, which should not
+    /// delay a request. Nothing to do on a whole model.
+    pub fn warm_decoders(&self, ids: &[i64], scales: [f32; 3], speaker: Option<i64>) -> Result<(), String> {
+        let Kind::Split { decoders, .. } = &self.kind else {
+            return Ok(());
+        };
+        let latent = self.front(ids, scales, speaker, true)?;
+        let frames = latent.frames().min(8);
+        for worker in 0..decoders.len() {
+            self.decode(worker, &latent, 0..frames)?;
+        }
+        Ok(())
+    }
+
+    /// A whole model: one sentence's ids to float audio.
+    pub fn infer(&self, ids: &[i64], scales: [f32; 3], speaker: Option<i64>) -> Result<Vec<f32>, String> {
+        let Kind::Whole(session) = &self.kind else {
+            return Err("infer on a split model".into());
+        };
+        let inputs = self.inputs(ids, scales, speaker)?;
+        let mut session = session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(inputs).map_err(ort_failed)?;
+        let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(ort_failed)?;
         Ok(audio.to_vec())
     }
+
+    /// A split model's front, on the fast session (a thread per worker)
+    /// or the lean one: one sentence's ids to latent frames.
+    pub fn front(&self, ids: &[i64], scales: [f32; 3], speaker: Option<i64>, fast: bool) -> Result<Latent, String> {
+        let Kind::Split {
+            fast_front, lean_front, ..
+        } = &self.kind
+        else {
+            return Err("front of a whole model".into());
+        };
+        let front = match lean_front {
+            Some(lean) if !fast => lean,
+            _ => fast_front,
+        };
+        let inputs = self.inputs(ids, scales, speaker)?;
+        let mut session = front.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(inputs).map_err(ort_failed)?;
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(ort_failed)?;
+        let &[1, channels, frames] = &shape[..] else {
+            return Err(format!(
+                "the voice's latent frames have shape {shape:?}, not [1, channels, frames]"
+            ));
+        };
+        Ok(Latent {
+            channels: channels as usize,
+            frames: frames as usize,
+            data: data.to_vec(),
+        })
+    }
+
+    /// A split model's decoder, on session `worker`: the audio of frames
+    /// `range` of `latent`, exactly as decoding them all would give it
+    /// (decoded with [`graph::Split::context`] frames on either side,
+    /// which are cut off again).
+    pub fn decode(&self, worker: usize, latent: &Latent, range: std::ops::Range<usize>) -> Result<Vec<f32>, String> {
+        let Kind::Split {
+            decoders,
+            latent: name,
+            hop,
+            context,
+            ..
+        } = &self.kind
+        else {
+            return Err("decode on a whole model".into());
+        };
+        let padded = range.start.saturating_sub(*context)..(range.end + context).min(latent.frames);
+        let input = Tensor::from_array(([1, latent.channels, padded.len()], latent.slice(padded.clone())))
+            .map_err(ort_failed)?;
+        let mut session = decoders[worker % decoders.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(ort::inputs![name.as_str() => input]).map_err(ort_failed)?;
+        let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(ort_failed)?;
+        let skip = (range.start - padded.start) * hop;
+        let take = range.len() * hop;
+        audio
+            .get(skip..skip + take)
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| format!("the decoder gave {} samples for {} frames", audio.len(), padded.len()))
+    }
+}
+
+/// The session inputs of one sentence.
+type SessionInputs = Vec<(std::borrow::Cow<'static, str>, ort::session::SessionInputValue<'static>)>;
+
+/// Checks that `session` has Piper's inputs; answers whether it takes `sid`.
+fn check_inputs(session: &Session, path: &Path) -> Result<bool, String> {
+    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    for (name, dtype) in [
+        ("input", TensorElementType::Int64),
+        ("input_lengths", TensorElementType::Int64),
+        ("scales", TensorElementType::Float32),
+    ] {
+        let found = session.inputs().iter().find(|i| i.name() == name);
+        match found.map(|i| i.dtype()) {
+            Some(ValueType::Tensor { ty, .. }) if *ty == dtype => {}
+            _ => {
+                return Err(format!(
+                    "{} is not a Piper voice: it needs an input {name:?} of {dtype:?} (its inputs: {})",
+                    path.display(),
+                    names.join(", ")
+                ))
+            }
+        }
+    }
+    if session.outputs().is_empty() {
+        return Err(format!("{} is not a Piper voice: it has no output", path.display()));
+    }
+    Ok(names.contains(&"sid"))
 }

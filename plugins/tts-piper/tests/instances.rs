@@ -9,7 +9,7 @@ use hearth_plugin_api::{
     testkit::{tempfile, RecordingHost},
 };
 use serde_json::json;
-use util::{assert_audible, config, load, load_observed, speak};
+use util::{assert_audible, config, load, load_observed, seconds, speak};
 
 #[test]
 fn two_instances_work_side_by_side_and_after_one_shuts_down() {
@@ -28,12 +28,7 @@ fn two_instances_work_side_by_side_and_after_one_shuts_down() {
     assert_audible(&a[0]);
     assert_audible(&b[0]);
     // length_scale 1.3 speaks more slowly.
-    assert!(
-        b[0].seconds() > a[0].seconds() * 1.1,
-        "{} vs {}",
-        b[0].seconds(),
-        a[0].seconds()
-    );
+    assert!(seconds(&b) > seconds(&a) * 1.1, "{} vs {}", seconds(&b), seconds(&a));
 
     first.shutdown();
     assert!(first.health().unwrap_err().contains("shut down"));

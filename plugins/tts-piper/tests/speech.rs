@@ -4,7 +4,7 @@
 mod util;
 
 use hearth_plugin_api::client::Calls;
-use util::{assert_audible, assert_plausible_length, seconds, shared_engine, speak, speak_until};
+use util::{assert_audible, assert_plausible_length, seconds, sentences, shared_engine, speak, speak_until};
 
 #[test]
 fn the_plugin_describes_itself() {
@@ -21,23 +21,30 @@ fn the_plugin_describes_itself() {
 }
 
 #[test]
-fn one_sentence_is_one_audible_chunk_at_the_voices_rate() {
+fn the_first_sentence_starts_with_a_short_chunk_then_the_rest() {
     let text = "Hello world, this is Hearth speaking.";
     let chunks = speak(shared_engine(), text).unwrap();
-    assert_eq!(chunks.len(), 1);
-    assert_eq!(chunks[0].text, text);
-    assert_audible(&chunks[0]);
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, [text, ""]);
+    // 32 frames of 256 samples: the first part of the sentence, sent before
+    // the rest is decoded.
+    assert_eq!(chunks[0].samples.len(), 32 * 256);
+    assert!(chunks[1].samples.len() > chunks[0].samples.len());
+    chunks.iter().for_each(assert_audible);
     assert_plausible_length(text, &chunks);
+    // Joined, it is one sentence whose loudest sample is full scale.
+    let whole = &sentences(&chunks)[0];
+    assert_eq!(whole.samples.iter().map(|s| s.unsigned_abs()).max(), Some(32767));
 }
 
 #[test]
-fn each_sentence_is_its_own_chunk() {
+fn each_sentence_is_its_own_chunk_after_the_first() {
     let text = "The sun is up. Is it warm outside? Yes, it is! Let's go";
     let chunks = speak(shared_engine(), text).unwrap();
     let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     assert_eq!(
         texts,
-        ["The sun is up.", "Is it warm outside?", "Yes, it is!", "Let's go"]
+        ["The sun is up.", "", "Is it warm outside?", "Yes, it is!", "Let's go"]
     );
     chunks.iter().for_each(assert_audible);
     assert_plausible_length(text, &chunks);
@@ -71,7 +78,7 @@ fn non_ascii_text_is_spoken() {
         "Zoë's façade cost €5, señor.",
         "Ünïcödé, ßtraße; 東京.",
     ] {
-        let chunks = speak(shared_engine(), text).unwrap();
+        let chunks = sentences(&speak(shared_engine(), text).unwrap());
         assert_eq!(chunks.len(), 1, "{text:?}");
         assert_eq!(chunks[0].text, text);
         assert_audible(&chunks[0]);
@@ -85,17 +92,17 @@ fn very_long_text_is_spoken_sentence_by_sentence() {
                      Sailors knew the light and trusted it to guide them home. ";
     let text = paragraph.repeat(2000 / paragraph.len() + 1);
     assert!(text.len() >= 2000);
-    let chunks = speak(shared_engine(), &text).unwrap();
+    let chunks = sentences(&speak(shared_engine(), &text).unwrap());
     assert_eq!(chunks.len(), 3 * (2000 / paragraph.len() + 1));
     chunks.iter().for_each(assert_audible);
     assert_plausible_length(&text, &chunks);
 }
 
 #[test]
-fn a_long_sentence_without_punctuation_is_one_chunk() {
+fn a_long_sentence_without_punctuation_is_one_sentence() {
     // 340 characters: long, but under the shared rule's 400-character cap.
     let text = "and the band played on while the people danced and sang and laughed ".repeat(5);
-    let chunks = speak(shared_engine(), &text).unwrap();
+    let chunks = sentences(&speak(shared_engine(), &text).unwrap());
     assert_eq!(chunks.len(), 1);
     assert_audible(&chunks[0]);
     assert_plausible_length(&text, &chunks);

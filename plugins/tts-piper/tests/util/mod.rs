@@ -112,6 +112,25 @@ fn collect(engine: &Instance, text: &str, mut collector: AudioCollector) -> Resu
     Ok(collector.chunks)
 }
 
+/// The chunks joined per sentence: a chunk with empty text continues the
+/// sentence before it.
+pub fn sentences(chunks: &[Speech]) -> Vec<Speech> {
+    let mut out: Vec<Speech> = Vec::new();
+    for chunk in chunks {
+        match out.last_mut() {
+            Some(last) if chunk.text.is_empty() => {
+                assert_eq!(last.sample_rate, chunk.sample_rate);
+                last.samples.extend_from_slice(&chunk.samples);
+            }
+            _ => {
+                assert!(!chunk.text.is_empty(), "the first chunk has no text");
+                out.push(chunk.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Total seconds of audio.
 pub fn seconds(chunks: &[Speech]) -> f64 {
     chunks.iter().map(Speech::seconds).sum()
