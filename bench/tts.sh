@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# bench/tts.sh - Hearth's tts-piper engine against piper-tts 1.8, in one run.
+# bench/tts.sh - Hearth's tts-piper engine against piper-tts 1.8, in one run,
+# on an idle machine and under a fixed background load.
 #
 # Both speak the same sentences (bench/tts-sentences.txt) with the same voice
 # (models/piper/en_US-joe-medium.onnx) on the same ONNX Runtime (1.32.0: the
 # library Hearth opens is the one inside the PyPI wheel piper-tts runs on).
 # Each engine loads, warms up with "Hello world.", then synthesizes all the
 # sentences RUNS times; this is repeated ROUNDS times in fresh processes,
-# alternating engines so that both see the same machine noise. The table
-# gives medians over all runs.
+# alternating engines so that all see the same machine noise, first with the
+# machine idle, then with a background load the script starts and stops
+# itself: LOAD busy-looping processes (default 1, one busy core).
 #
-#   hearth       tts-bench (bench/src/bin/tts_bench.rs): the release cdylib
-#                opened by the host's loader, default config (1 thread)
-#   piper-tts    bench/tts_piper.py with piper-tts's default session options
-#   piper-tts/1  the same with 1 intra-op thread, Hearth's default
+#   hearth            tts-bench (bench/src/bin/tts_bench.rs): the release
+#                     cdylib opened by the host's loader, default config
+#                     (streamed: a split graph, a worker per core)
+#   hearth no spin    the same with spinning = false
+#   hearth 1 thread   the same with threads = 1 (one worker)
+#   hearth whole      the same with stream = false: the original graph, one
+#                     inference per sentence, as piper-tts runs it
+#   piper-tts         bench/tts_piper.py with piper-tts's default session
+#                     options (what its users get)
 #
-# The ratio is Hearth's synthesis time over piper-tts's (default options),
-# per second of audio produced (the voice's durations vary slightly from run
-# to run); the target is <= 1.0. "load->warm" is the time from the start of
-# load to the end of warmup.
+# The table gives, per condition, medians over all runs: RTF (synthesis time
+# per second of audio; the voice's durations vary slightly from run to run)
+# and first chunk (from the call to the first audio of each utterance), and
+# each Hearth variant's ratios to piper-tts in the same condition. Goals for
+# the default: RTF ratio <= 0.9 and first-chunk ratio <= 1.0 in both.
 #
-# Usage: bench/tts.sh [--rounds N] [--runs N] [--sentences FILE]
+# Usage: bench/tts.sh [--rounds N] [--runs N] [--load N] [--sentences FILE]
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth),
 # PYTHON (for the venv, default python3).
 # The piper-tts venv lives in $HEARTH_CACHE/bench-venv (made once, offline
@@ -31,11 +39,13 @@ CACHE=${HEARTH_CACHE:-$HOME/.cache/hearth}
 PYTHON=${PYTHON:-python3}
 ROUNDS=3
 RUNS=3
+LOAD=1
 SENTENCES=$ROOT/bench/tts-sentences.txt
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2;;
     --runs) RUNS=$2; shift 2;;
+    --load) LOAD=$2; shift 2;;
     --sentences) SENTENCES=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "bench/tts.sh: unknown argument '$1' (see --help)" >&2; exit 2;;
@@ -79,8 +89,16 @@ BENCH=$TARGET/release/tts-bench
 [ -x "$BENCH" ] && [ -f "$TARGET/release/libhearth_tts_piper.so" ] || die "build output missing under $TARGET/release"
 
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-cat > "$TMP/plugins.toml" <<EOF
+LOAD_PIDS=()
+stop_load() {
+  local pid
+  for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${LOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  LOAD_PIDS=()
+}
+trap 'stop_load; rm -rf "$TMP"' EXIT
+config() { # config NAME EXTRA-TOML-LINE
+  cat > "$TMP/$1.toml" <<EOF
 [host]
 plugin_dir = "$TARGET/release"
 
@@ -90,57 +108,78 @@ plugin = "tts-piper"
 [tts.config]
 voice = "$VOICE"
 runtime = "$RUNTIME"
+$2
 EOF
+}
+config hearth ""
+config nospin "spinning = false"
+config hearth1 "threads = 1"
+config whole "stream = false"
 
 # ---- runs ----------------------------------------------------------------------------------
 mkdir -p "$ROOT/bench/results"
 RESULTS=$ROOT/bench/results/tts-$(date +%Y%m%d-%H%M%S).jsonl
+tag() { sed "s/^{/{\"who\":\"$1\",\"condition\":\"$2\",/" >> "$RESULTS"; }
+hearth_run() { # hearth_run WHO CONFIG CONDITION
+  timeout 300 "$BENCH" -c "$TMP/$2.toml" --runs "$RUNS" --timeout 60s --time-limit 5m "$SENTENCES" \
+    2>"$TMP/hearth.log" | tag "$1" "$3" || { cat "$TMP/hearth.log" >&2; die "hearth bench ($1, $3) failed"; }
+}
+piper_run() { # piper_run CONDITION
+  timeout 300 "$VENV/bin/python" "$ROOT/bench/tts_piper.py" "$VOICE" "$SENTENCES" --runs "$RUNS" \
+    2>"$TMP/piper.log" | tag piper "$1" || { cat "$TMP/piper.log" >&2; die "piper-tts bench ($1) failed"; }
+}
 say "$ROUNDS round(s) of $RUNS run(s) over $(grep -cv '^\s*\(#\|$\)' "$SENTENCES") utterance(s) from $SENTENCES"
-for round in $(seq 1 "$ROUNDS"); do
-  say "round $round/$ROUNDS: hearth"
-  "$BENCH" -c "$TMP/plugins.toml" --runs "$RUNS" "$SENTENCES" 2>"$TMP/hearth.log" | sed 's/^{/{"who":"hearth",/' >> "$RESULTS" \
-    || { cat "$TMP/hearth.log" >&2; die "hearth bench failed"; }
-  say "round $round/$ROUNDS: piper-tts"
-  "$VENV/bin/python" "$ROOT/bench/tts_piper.py" "$VOICE" "$SENTENCES" --runs "$RUNS" \
-    | sed 's/^{/{"who":"piper",/' >> "$RESULTS"
-  say "round $round/$ROUNDS: piper-tts, 1 thread"
-  "$VENV/bin/python" "$ROOT/bench/tts_piper.py" "$VOICE" "$SENTENCES" --runs "$RUNS" --threads 1 \
-    | sed 's/^{/{"who":"piper1",/' >> "$RESULTS"
+for condition in idle load; do
+  if [ "$condition" = load ]; then
+    say "starting the background load: $LOAD busy-looping process(es)"
+    for _ in $(seq 1 "$LOAD"); do
+      timeout 1800 sh -c 'while :; do :; done' &
+      LOAD_PIDS+=($!)
+    done
+    sleep 1
+  fi
+  for round in $(seq 1 "$ROUNDS"); do
+    say "$condition, round $round/$ROUNDS"
+    hearth_run hearth hearth "$condition"
+    piper_run "$condition"
+    hearth_run nospin nospin "$condition"
+    hearth_run hearth1 hearth1 "$condition"
+    hearth_run whole whole "$condition"
+  done
+  stop_load
 done
 
 # ---- table ---------------------------------------------------------------------------------
-"$PYTHON" - "$RESULTS" <<'EOF'
+"$PYTHON" - "$RESULTS" "$LOAD" <<'EOF'
 import json, statistics, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
 def med(xs): return statistics.median(xs) if xs else float("nan")
+names = {"hearth": "hearth (default)", "nospin": "hearth, spinning = false",
+         "hearth1": "hearth, threads = 1", "whole": "hearth, stream = false",
+         "piper": "piper-tts 1.8 (default options)"}
 
-summary = {}
-for who in ("hearth", "piper", "piper1"):
-    mine = [r for r in rows if r["who"] == who]
+def summary(who, condition):
+    mine = [r for r in rows if r["who"] == who and r["condition"] == condition]
     runs = [(ms, r["audio_seconds"]) for r in mine for ms in r["run_ms"]]
-    summary[who] = {
+    return {
         "engine": mine[0]["engine"],
-        "load_to_warm": med([r["load_to_warm_ms"] for r in mine]),
-        "load": med([r["load_ms"] for r in mine]),
-        "warmup": med([r["warmup_ms"] for r in mine]),
-        "synth": med([ms for ms, _ in runs]),
-        "audio": med([a for _, a in runs]),
         "rtf": med([ms / 1e3 / a for ms, a in runs]),
         "first": med([x for r in mine for x in r["first_chunk_ms"]]),
+        "chunks": mine[-1]["sentences"],
         "n": len(runs),
     }
 
 print()
-print(f"{'engine':<62} {'load ms':>8} {'warm ms':>8} {'load->warm':>10} {'synth ms':>9} {'audio s':>8} {'RTF':>6} {'1st chunk':>9} {'runs':>5}")
-for s in summary.values():
-    print(f"{s['engine']:<62} {s['load']:>8.0f} {s['warmup']:>8.0f} {s['load_to_warm']:>10.0f} {s['synth']:>9.0f} "
-          f"{s['audio']:>8.1f} {s['rtf']:>6.3f} {s['first']:>9.0f} {s['n']:>5}")
-h, p, p1 = summary["hearth"], summary["piper"], summary["piper1"]
+print(f"{'condition':<10} {'engine':<32} {'RTF':>7} {'1st chunk ms':>12} {'RTF ratio':>9} {'1st ratio':>9} {'chunks':>6} {'runs':>5}")
+for condition in ("idle", "load"):
+    base = summary("piper", condition)
+    for who in ("hearth", "nospin", "hearth1", "whole", "piper"):
+        s = summary(who, condition)
+        print(f"{condition:<10} {names[who]:<32} {s['rtf']:>7.4f} {s['first']:>12.0f} "
+              f"{s['rtf'] / base['rtf']:>9.2f} {s['first'] / base['first']:>9.2f} {s['chunks']:>6} {s['n']:>5}")
 print()
-print(f"ratio hearth/piper-tts (default options), synthesis time per audio second: {h['rtf'] / p['rtf']:.2f}  (target <= 1.0)")
-print(f"ratio hearth/piper-tts (1 thread),        synthesis time per audio second: {h['rtf'] / p1['rtf']:.2f}")
-print(f"ratio of median synthesis times (same sentences):                          {h['synth'] / p['synth']:.2f}")
-print(f"load->warm: hearth {h['load_to_warm']:.0f} ms, piper-tts {p['load_to_warm']:.0f} ms")
+print(f"load = {sys.argv[2]} busy-looping process(es) beside the engine; ratios are to piper-tts in the same condition")
+print(f"engines: hearth = {summary('hearth', 'idle')['engine']}; piper-tts = {summary('piper', 'idle')['engine']}")
 print(f"raw results: {sys.argv[1]}")
 EOF

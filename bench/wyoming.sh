@@ -26,8 +26,8 @@
 # later runs are offline. Ends by itself: every event has a --timeout, the run a --time-limit,
 # and the servers are stopped on exit.
 #
-# --tts-threads N sets Hearth's [tts.config] threads (default: plugins.toml's, 1; piper-tts uses
-# ONNX Runtime's default, a thread per core).
+# --tts-threads N sets Hearth's [tts.config] threads (default: the plugin's, one decoder worker per
+# CPU the process may use, at most 4; piper-tts uses ONNX Runtime's default, a thread per core).
 #
 # Usage: bench/wyoming.sh [--rounds N] [--timeout SEC] [--time-limit SEC] [--tts-threads N]
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth), PYTHON (default python3).
