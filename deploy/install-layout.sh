@@ -5,7 +5,7 @@
 #   ROOT/opt/hearth/lib/libhearth_<plugin>.so       the three engine plugins (plugin_dir)
 #   ROOT/opt/hearth/models/onnxruntime/libonnxruntime.so.1.32.0      [tts]
 #   ROOT/opt/hearth/models/piper/en_US-joe-medium.onnx{,.json}       [tts]
-#   ROOT/opt/hearth/models/whisper/ggml-tiny.en.bin                  [stt]
+#   ROOT/opt/hearth/models/whisper/ggml-tiny.en-q8_0.bin             [stt]
 #   ROOT/opt/hearth/models/llama/bin/llama-server                    [chat]
 #   ROOT/opt/hearth/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf     [chat]
 #   ROOT/usr/local/bin/hearth -> /opt/hearth/bin/hearth
@@ -68,7 +68,7 @@ MODEL_FILES=(
   onnxruntime/libonnxruntime.so.1.32.0
   piper/en_US-joe-medium.onnx
   piper/en_US-joe-medium.onnx.json
-  whisper/ggml-tiny.en.bin
+  whisper/ggml-tiny.en-q8_0.bin
   llama/bin/llama-server
   llama/SmolLM2-135M-Instruct.Q4_1.gguf
 )

@@ -45,7 +45,7 @@ def test_describe_lists_the_engines_as_installed_programs(real):
     asr = info.asr[0]
     assert asr.name == "stt-whisper" and asr.installed, asr
     assert asr.supports_transcript_streaming is True
-    assert [m.name for m in asr.models] == ["ggml-tiny.en"]
+    assert [m.name for m in asr.models] == ["ggml-tiny.en-q8_0"]
     assert asr.models[0].installed and asr.models[0].languages == ["en"], asr.models[0]
     # Hearth serves nothing else.
     assert info.wake == [] and info.handle == [] and info.intent == [] and info.satellite is None

@@ -170,7 +170,7 @@ pub struct Settings {
 }
 
 /// The model used when `model` is not set.
-pub const DEFAULT_MODEL: &str = "models/whisper/ggml-tiny.en.bin";
+pub const DEFAULT_MODEL: &str = "models/whisper/ggml-tiny.en-q8_0.bin";
 
 /// Threads when `threads` is not set: one per core the process may use
 /// (cgroup limits included), at most [`MAX_DEFAULT_THREADS`].

@@ -5,7 +5,7 @@
 //! [stt]
 //! plugin = "stt-whisper"
 //! [stt.config]
-//! model = "models/whisper/ggml-tiny.en.bin"  # a ggml Whisper model; relative to plugins.toml
+//! model = "models/whisper/ggml-tiny.en-q8_0.bin"  # a ggml Whisper model; relative to plugins.toml
 //! threads = 2            # default: one per core, at most 4
 //! language = "en"        # a whisper.cpp language code, or "auto" (multilingual models)
 //! strategy = "greedy"    # or "beam"
