@@ -6,11 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wer import normalize, wer  # noqa: E402  (tests/wer.py, shared with bench/stt.sh)
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target").resolve()
@@ -65,22 +68,6 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes, dict]:
         return e.code, e.read(), dict(e.headers)
     except OSError:
         return 0, b"", {}
-
-
-def normalize(text: str) -> list[str]:
-    """Words for a word error rate: lower case, no punctuation."""
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level Levenshtein distance over reference words."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
 
 
 def voice_sample_rate() -> int:

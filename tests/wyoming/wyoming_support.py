@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -24,6 +24,9 @@ import numpy as np
 import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from wer import normalize, wer  # noqa: E402  (tests/wer.py, shared with bench/stt.sh)
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target").resolve()
@@ -59,22 +62,6 @@ def http(method: str, url: str, timeout: float = 10.0) -> tuple[int, bytes]:
         return e.code, e.read()
     except OSError:
         return 0, b""
-
-
-def normalize(text: str) -> list[str]:
-    """Words for a word error rate: lower case, no punctuation."""
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level Levenshtein distance over reference words."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
 
 
 def toml_value(value) -> str:
