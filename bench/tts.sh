@@ -166,18 +166,19 @@ def summary(who, condition):
         "engine": mine[0]["engine"],
         "rtf": med([ms / 1e3 / a for ms, a in runs]),
         "first": med([x for r in mine for x in r["first_chunk_ms"]]),
+        "load_to_warm": med([r["load_to_warm_ms"] for r in mine]),
         "chunks": mine[-1]["sentences"],
         "n": len(runs),
     }
 
 print()
-print(f"{'condition':<10} {'engine':<32} {'RTF':>7} {'1st chunk ms':>12} {'RTF ratio':>9} {'1st ratio':>9} {'chunks':>6} {'runs':>5}")
+print(f"{'condition':<10} {'engine':<32} {'RTF':>7} {'1st chunk ms':>12} {'RTF ratio':>9} {'1st ratio':>9} {'chunks':>6} {'runs':>5} {'load->warm ms':>13}")
 for condition in ("idle", "load"):
     base = summary("piper", condition)
     for who in ("hearth", "nospin", "hearth1", "whole", "piper"):
         s = summary(who, condition)
         print(f"{condition:<10} {names[who]:<32} {s['rtf']:>7.4f} {s['first']:>12.0f} "
-              f"{s['rtf'] / base['rtf']:>9.2f} {s['first'] / base['first']:>9.2f} {s['chunks']:>6} {s['n']:>5}")
+              f"{s['rtf'] / base['rtf']:>9.2f} {s['first'] / base['first']:>9.2f} {s['chunks']:>6} {s['n']:>5} {s['load_to_warm']:>13.0f}")
 print()
 print(f"load = {sys.argv[2]} busy-looping process(es) beside the engine; ratios are to piper-tts in the same condition")
 print(f"engines: hearth = {summary('hearth', 'idle')['engine']}; piper-tts = {summary('piper', 'idle')['engine']}")
