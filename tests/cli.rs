@@ -101,6 +101,25 @@ fn plugin_inspect_shows_a_plugin_or_why_it_is_refused() {
     assert!(error.contains(&expected), "{error}");
 }
 
+/// `hearth plugin inspect … | head -0`: a reader that is gone before the
+/// first line ends the command quietly with 141 (as SIGPIPE would), never
+/// with a panic.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let path = plugin("scripted-stt");
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(hearth_bin())
+        .args(["plugin", "inspect", path.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("hearth runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn speak_writes_the_engines_audio_to_a_wav_file() {
     let scratch = Scratch::new(&format!(

@@ -254,6 +254,19 @@ pub enum IsolationArg {
     InProcess,
 }
 
+/// Writes one line to stdout (the `outln!` macro); a closed stdout ends the
+/// process with status 141 (128 + SIGPIPE), as `head` and friends expect.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        panic!("failed printing to stdout: {e}");
+    }
+}
+
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -402,10 +415,10 @@ fn reload(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
     let json: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
     if status != 200 {
         let message = json["error"]["message"].as_str().unwrap_or(body.trim());
-        println!("reload refused ({status}): {message}");
+        outln!("reload refused ({status}): {message}");
         return Ok(if status == 400 { 2 } else { 1 });
     }
-    println!("{}", json["summary"].as_str().unwrap_or_default());
+    outln!("{}", json["summary"].as_str().unwrap_or_default());
     let mut ok = true;
     if let Some(services) = json["outcome"]["services"].as_object() {
         for (name, outcome) in services {
@@ -413,9 +426,9 @@ fn reload(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
             match outcome["error"].as_str() {
                 Some(error) => {
                     ok = false;
-                    println!("  {name}: {what}: {error}");
+                    outln!("  {name}: {what}: {error}");
                 }
-                None => println!("  {name}: {what}"),
+                None => outln!("  {name}: {what}"),
             }
         }
     }
@@ -424,15 +437,15 @@ fn reload(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
 
 fn check(path: &Path) -> Result<i32> {
     let config = Config::load(path)?;
-    println!("{}: valid", config.path.display());
+    outln!("{}: valid", config.path.display());
     let mut problems = 0;
     for name in ServiceName::ALL {
         let Some(service) = config.services.get(&name) else {
             if name.required_by_default() {
                 problems += 1;
-                println!("  {name}: PROBLEM: no [{name}] section, and {name} is required");
+                outln!("  {name}: PROBLEM: no [{name}] section, and {name} is required");
             } else {
-                println!("  {name}: not configured (optional)");
+                outln!("  {name}: not configured (optional)");
             }
             continue;
         };
@@ -443,7 +456,7 @@ fn check(path: &Path) -> Result<i32> {
                 ""
             };
             problems += usize::from(service.required);
-            println!("  {name}: disabled{note}");
+            outln!("  {name}: disabled{note}");
             continue;
         }
         // In a throwaway worker, whatever the service's isolation: `check`
@@ -458,7 +471,7 @@ fn check(path: &Path) -> Result<i32> {
             Ok(library.meta().clone())
         });
         match verdict {
-            Ok(meta) => println!(
+            Ok(meta) => outln!(
                 "  {name}: ok — {} {} ({} engine, ABI {}) at {}, {}{}",
                 meta.name,
                 meta.version,
@@ -470,15 +483,15 @@ fn check(path: &Path) -> Result<i32> {
             ),
             Err(e) => {
                 problems += 1;
-                println!("  {name}: PROBLEM: {e}");
+                outln!("  {name}: PROBLEM: {e}");
             }
         }
     }
     if problems == 0 {
-        println!("all plugins open and accept their configuration");
+        outln!("all plugins open and accept their configuration");
         Ok(0)
     } else {
-        println!("{problems} problem(s) found");
+        outln!("{problems} problem(s) found");
         Ok(1)
     }
 }
@@ -492,15 +505,15 @@ fn inspect(path: &Path, json: bool) -> Result<i32> {
                 let mut value = serde_json::to_value(m).map_err(|e| HostError::Other(e.to_string()))?;
                 value["host_abi"] = ABI_VERSION.to_string().into();
                 value["compatible"] = true.into();
-                println!("{value}");
+                outln!("{value}");
             } else {
-                println!("name:        {}", m.name);
-                println!("kind:        {}", m.kind);
-                println!("version:     {}", m.version);
-                println!("description: {}", m.description);
-                println!("plugin ABI:  {}", m.abi);
-                println!("host ABI:    {ABI_VERSION} (compatible)");
-                println!("path:        {}", m.path.display());
+                outln!("name:        {}", m.name);
+                outln!("kind:        {}", m.kind);
+                outln!("version:     {}", m.version);
+                outln!("description: {}", m.description);
+                outln!("plugin ABI:  {}", m.abi);
+                outln!("host ABI:    {ABI_VERSION} (compatible)");
+                outln!("path:        {}", m.path.display());
             }
             Ok(0)
         }
@@ -512,9 +525,9 @@ fn inspect(path: &Path, json: bool) -> Result<i32> {
                     "compatible": false,
                     "error": e.to_string(),
                 });
-                println!("{value}");
+                outln!("{value}");
             } else {
-                println!("refused: {e}");
+                outln!("refused: {e}");
             }
             Ok(1)
         }
@@ -606,12 +619,12 @@ fn plugin_test(
         Ok(opened) => opened,
         Err(e) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"path": path.display().to_string(), "passed": false, "error": e})
                 );
             } else {
-                println!("refused: {e}");
+                outln!("refused: {e}");
             }
             return Ok(1);
         }
@@ -627,7 +640,7 @@ fn plugin_test(
             IsolationArg::Process => "in worker processes",
             IsolationArg::InProcess => "in process",
         };
-        println!(
+        outln!(
             "testing {} {} ({} engine, ABI {}) at {}, {mode}",
             m.name,
             m.version,
@@ -638,7 +651,7 @@ fn plugin_test(
     }
     let mut print = |check: &conformance::Check| {
         if !json {
-            println!("  {check}");
+            outln!("  {check}");
         }
     };
     let report = conformance::run(&*library, &options, &mut print);
@@ -646,11 +659,11 @@ fn plugin_test(
     if json {
         let mut value = serde_json::to_value(&report).map_err(|e| HostError::Other(e.to_string()))?;
         value["passed"] = report.passed().into();
-        println!("{value}");
+        outln!("{value}");
     } else if failed == 0 {
-        println!("all {} checks passed or skipped", report.checks.len());
+        outln!("all {} checks passed or skipped", report.checks.len());
     } else {
-        println!("{failed} of {} checks failed", report.checks.len());
+        outln!("{failed} of {} checks failed", report.checks.len());
     }
     Ok(i32::from(failed > 0))
 }
@@ -698,9 +711,9 @@ fn speak(path: &Path, text: &str, output: &Path, json: bool) -> Result<i32> {
             "first_chunk_ms": first_chunk.map(|d| d.as_secs_f64() * 1e3),
             "rtf": synth_time.as_secs_f64() / audio_secs.max(1e-9),
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!(
+        outln!(
             "wrote {}: {audio_secs:.2} s of audio at {rate} Hz in {chunks} chunk(s); load {:.2} s, synthesis {:.2} s (RTF {:.2})",
             output.display(),
             load_time.as_secs_f64(),
@@ -744,9 +757,9 @@ fn transcribe(path: &Path, file: &Path, json: bool) -> Result<i32> {
             "load_ms": load_time.as_secs_f64() * 1e3,
             "transcribe_ms": elapsed.as_secs_f64() * 1e3,
         });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{}", transcript.text.trim());
+        outln!("{}", transcript.text.trim());
     }
     Ok(0)
 }

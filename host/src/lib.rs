@@ -27,6 +27,15 @@
 //!   every HTTP request runs in.
 //! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
 
+/// `println!` for what a command prints on stdout: when the reader goes away
+/// early (`hearth check | head -1`), the process ends quietly with status
+/// 141, as one killed by SIGPIPE would, instead of panicking. SIGPIPE itself
+/// stays ignored (Rust's default), because a write to a dead worker's socket
+/// must be an error the host reports, not a signal that kills it.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::print_line(format_args!($($arg)*)) };
+}
+
 pub mod audio;
 pub mod cli;
 pub mod config;

@@ -143,9 +143,9 @@ pub fn new_plugin(name: &str, kind: Kind, dir: Option<&Path>, api_path: Option<&
         &fill(include_str!("../templates/plugin/README.md")),
     )?;
     write(&dir.join(".gitignore"), "/target\n")?;
-    println!("wrote {} ({} plugin hearth-{name})", dir.display(), kind.as_str());
-    println!("next: cd {} && cargo test && cargo build --release", dir.display());
-    println!("then: hearth plugin test {}/target/release/lib{lib}.so", dir.display());
+    outln!("wrote {} ({} plugin hearth-{name})", dir.display(), kind.as_str());
+    outln!("next: cd {} && cargo test && cargo build --release", dir.display());
+    outln!("then: hearth plugin test {}/target/release/lib{lib}.so", dir.display());
     Ok(0)
 }
 

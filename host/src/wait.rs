@@ -528,7 +528,7 @@ fn report(options: &Options, outcome: &Outcome, waited: Duration) -> i32 {
     };
     if options.output == Output::Json {
         if let Some(seen) = seen {
-            println!("{}", seen.json);
+            outln!("{}", seen.json);
         }
     }
     let code = match outcome {
