@@ -166,10 +166,12 @@ fn lifecycle_describe_health_warmup_shutdown() {
 
     let (loaded, host) = testkit::load(&engine, r#"{"threads": 1}"#, &util::root());
     loaded.unwrap();
-    assert_eq!(engine.describe().model.as_deref(), Some("ggml-tiny.en"));
+    // Without `model`, the default: the q8_0 conversion.
+    assert_eq!(engine.describe().model.as_deref(), Some("ggml-tiny.en-q8_0"));
     engine.health().unwrap();
     let info = engine.model_info().unwrap();
     assert_eq!((info.size_name, info.multilingual, info.tensors), ("tiny", false, 167));
+    assert_eq!(info.weight_type, "q8_0");
     let progress = host.progress();
     assert!(
         progress
