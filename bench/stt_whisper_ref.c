@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
     if (argc < 3) die("usage: stt_whisper_ref MODEL WAV [--threads N] [--runs N] [--no-warmup] [--audio-ctx auto|N]");
     /* audio_ctx: 0 is whisper.cpp's full 30 s window; -1 ("auto") fits it to
        the clip as Hearth's stt-whisper does by default: one encoder frame per
-       320 samples plus 64, the full window from 1500 frames on. */
+       320 samples plus 256, the full window from 1500 frames on. */
     int threads = 2, runs = 3, warm = 1, audio_ctx = 0;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
     double load_ms = now_ms() - t0;
 
     if (audio_ctx < 0) {
-        audio_ctx = (n + 319) / 320 + 64;
+        audio_ctx = (n + 319) / 320 + 256;
         if (audio_ctx >= 1500) audio_ctx = 0;
     }
     struct whisper_full_params p = params_for(threads, audio_ctx);

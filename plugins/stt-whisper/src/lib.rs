@@ -28,7 +28,7 @@
 //!   window (1500 encoder frames) for any clip, padding it with silence.
 //!   `"auto"`, the default, encodes only the clip's frames (50 per second)
 //!   plus a margin of [`config::AUTO_MARGIN`] frames, and the full window
-//!   for clips of about 29 s or more: 2.5 times faster on the 11 s JFK clip,
+//!   for clips of about 25 s or more: twice as fast on the 11 s JFK clip,
 //!   at the same word error rate on `bench/stt.sh`'s corpus. `"full"` is
 //!   Whisper as trained; a number fixes the window (for experiments).
 //! * Quantized models (`ggml-tiny.en-q8_0.bin`, `-q5_1.bin`, converted by
