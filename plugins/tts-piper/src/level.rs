@@ -8,7 +8,7 @@
 //! that would clip, and then lowers it to its own — ramped over
 //! [`RAMP_SECONDS`], finished before the first sample that would clip — so
 //! a sentence never clips and never jumps in loudness. A sentence in one
-//! chunk is exactly Piper's.
+//! chunk is Piper's, rounded to the nearest step where Piper truncates.
 
 /// How long a lowered gain takes to reach its new level.
 pub const RAMP_SECONDS: f32 = 0.01;
@@ -41,7 +41,10 @@ pub fn to_pcm16(audio: &[f32], gain: f32) -> Vec<i16> {
 
 fn sample(s: f32, gain: f32) -> i16 {
     let s = if s.is_finite() { s * gain } else { 0.0 };
-    (s.clamp(-1.0, 1.0) * 32767.0) as i16
+    // Rounded, not truncated as Piper does: the loudest sample times its
+    // gain may come out a hair under 1.0 in float, and must still be full
+    // scale.
+    (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
 }
 
 /// The second chunk of a sentence whose first chunk went out at `before`:
@@ -81,24 +84,24 @@ mod tests {
     fn a_whole_sentence_is_peak_normalised_and_clipped() {
         assert_eq!(
             to_pcm16(&[0.25, -0.5], gain(&[0.25, -0.5], true, 1.0)),
-            vec![16383, -32767]
+            vec![16384, -32767]
         );
         assert_eq!(
             to_pcm16(&[0.25, -0.5], gain(&[0.25, -0.5], false, 1.0)),
-            vec![8191, -16383]
+            vec![8192, -16384]
         );
         assert_eq!(
             to_pcm16(&[2.0, f32::NAN], gain(&[2.0, f32::NAN], false, 1.0)),
             vec![32767, 0]
         );
         assert_eq!(to_pcm16(&[0.0, 0.0], gain(&[0.0, 0.0], true, 1.0)), vec![0, 0]);
-        assert_eq!(to_pcm16(&[0.5], gain(&[0.5], true, 0.5)), vec![16383]);
+        assert_eq!(to_pcm16(&[0.5], gain(&[0.5], true, 0.5)), vec![16384]);
     }
 
     #[test]
     fn a_continuation_keeps_the_first_gain_unless_it_would_clip() {
         // Quieter than the first chunk: same gain.
-        assert_eq!(continuation(&[0.1, -0.2], 2.0, true, 1.0, 22_050), vec![6553, -13106]);
+        assert_eq!(continuation(&[0.1, -0.2], 2.0, true, 1.0, 22_050), vec![6553, -13107]);
         // Louder: lowered to its own gain by the first sample that would
         // clip, so nothing clips.
         let audio: Vec<f32> = (0..1000).map(|i| if i == 500 { 0.8 } else { 0.3 }).collect();
@@ -112,6 +115,6 @@ mod tests {
         let pcm = continuation(&[0.8, 0.3], 2.0, true, 1.0, 22_050);
         assert_eq!(pcm, vec![32767, sample(0.3, 1.25)]);
         // Without normalisation the gain is the volume throughout.
-        assert_eq!(continuation(&[0.8], 0.5, false, 0.5, 22_050), vec![13106]);
+        assert_eq!(continuation(&[0.8], 0.5, false, 0.5, 22_050), vec![13107]);
     }
 }
