@@ -19,7 +19,8 @@
 # request by request: TTS time to first audio (request sent -> first audio-chunk) for its four
 # default texts, whole and streamed; STT transcription time (transcribe sent -> transcript) and
 # word error rate over one corpus: samples/jfk.wav and bench/tts-sentences.txt spoken by
-# wyoming-piper. Medians and p95s; goals: TTS time to first audio <= 0.8x wyoming-piper's, STT
+# wyoming-piper, --takes times (default 3: Piper's noise makes every take a different
+# recording). Medians and p95s; goals: TTS time to first audio <= 0.8x wyoming-piper's, STT
 # time <= 1.0x wyoming-faster-whisper's at an equal or lower word error rate.
 #
 # Everything is installed into a venv under the cache once ($HEARTH_CACHE/venv-wyoming);
@@ -29,7 +30,7 @@
 # --tts-threads N sets Hearth's [tts.config] threads (default: the plugin's, one decoder worker per
 # CPU the process may use, at most 4; piper-tts uses ONNX Runtime's default, a thread per core).
 #
-# Usage: bench/wyoming.sh [--rounds N] [--timeout SEC] [--time-limit SEC] [--tts-threads N]
+# Usage: bench/wyoming.sh [--rounds N] [--takes N] [--timeout SEC] [--time-limit SEC] [--tts-threads N]
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth), PYTHON (default python3).
 # Raw results: bench/results/wyoming-<time>.jsonl.
 set -euo pipefail
@@ -39,12 +40,14 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE=${HEARTH_CACHE:-$HOME/.cache/hearth}
 PYTHON=${PYTHON:-python3}
 ROUNDS=5
+TAKES=3
 TIMEOUT=60
 TIME_LIMIT=1800
 TTS_THREADS=
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2;;
+    --takes) TAKES=$2; shift 2;;
     --timeout) TIMEOUT=$2; shift 2;;
     --time-limit) TIME_LIMIT=$2; shift 2;;
     --tts-threads) TTS_THREADS=$2; shift 2;;
@@ -152,9 +155,13 @@ mkdir -p "$CORPUS"
 cp "$CACHE/samples/jfk.wav" "$CORPUS/jfk.wav"
 echo "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country." \
   > "$CORPUS/jfk.txt"
-timeout 600 "$VENV/bin/wyoming-bench" generate-corpus "127.0.0.1:$PIPER_PORT" --out "$CORPUS" --prefix spoken \
-  --texts-file <(grep -v '^#' "$ROOT/bench/tts-sentences.txt" | grep -v '^[[:space:]]*$') --timeout "$TIMEOUT" >&2 \
-  || die "generating the corpus failed"
+# Piper draws fresh noise for every synthesis, so each take of a sentence is a different
+# recording; with one take, the word error rate turns on a word or two of one recording.
+for take in $(seq 1 "$TAKES"); do
+  timeout 600 "$VENV/bin/wyoming-bench" generate-corpus "127.0.0.1:$PIPER_PORT" --out "$CORPUS" --prefix "spoken$take" \
+    --texts-file <(grep -v '^#' "$ROOT/bench/tts-sentences.txt" | grep -v '^[[:space:]]*$') --timeout "$TIMEOUT" >&2 \
+    || die "generating the corpus failed"
+done
 
 mkdir -p "$ROOT/bench/results"
 RESULTS=$ROOT/bench/results/wyoming-$(date +%Y%m%d-%H%M%S).jsonl

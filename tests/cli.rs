@@ -214,6 +214,37 @@ fn transcribe_prints_the_engines_text() {
     assert_eq!(json["segments"][0]["end_ms"], 1000);
 }
 
+/// The real voice's speech starts at its first sample. Whisper (through
+/// whisper.cpp) heard such clips with a word in front ("Make sure I've
+/// set…") until the STT plugin put a moment of silence before every clip;
+/// Piper draws fresh noise each time, so two takes.
+#[test]
+fn the_real_voices_speech_is_heard_from_its_first_word() {
+    let config = hearth_tests::repo_root().join("plugins.toml");
+    let dir = tempfile::tempdir().unwrap();
+    for take in 0..2 {
+        let wav = dir.path().join(format!("take{take}.wav"));
+        let out = hearth(&[
+            "speak",
+            "Sure. I've set a timer for twelve minutes.",
+            "-o",
+            wav.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = hearth(&["transcribe", wav.to_str().unwrap(), "-c", config.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let heard = json["text"].as_str().unwrap().to_lowercase();
+        assert!(heard.starts_with("sure"), "take {take}: {heard:?}");
+        assert!(heard.contains("timer for 12 minutes"), "take {take}: {heard:?}");
+        // Segment times count from the clip's start, not the silence's.
+        let start = json["segments"][0]["start_ms"].as_u64().unwrap();
+        assert!(start < 100, "take {take}: first segment at {start} ms");
+    }
+}
+
 #[test]
 fn serve_answers_probes_and_stops_on_sigterm() {
     let port = {

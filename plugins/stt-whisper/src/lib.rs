@@ -67,6 +67,16 @@ const FETCH_HINT: &str = "run scripts/fetch-models.sh, or point `model` in [stt.
 /// transcript; whisper.cpp itself skips them.
 const MIN_SAMPLES: usize = audio::WHISPER_RATE as usize / 10;
 
+/// Silence put before every clip, in 16 kHz samples (100 ms). whisper.cpp,
+/// unlike faster-whisper on the same weights, often writes a word before
+/// speech that starts at the clip's first sample: Piper's "Sure. I've set a
+/// timer…" came back as "Make sure I've set…" in 8 of 8 syntheses, and as
+/// "Sure, I've set…" in 8 of 8 with 10 ms of silence in front. Clips cut
+/// tight around speech (TTS output, a client's own VAD) are common, and
+/// 100 ms costs five encoder frames. Segment times are given without it.
+const LEAD_IN: usize = audio::WHISPER_RATE as usize / 10;
+const LEAD_IN_MS: u64 = LEAD_IN as u64 * 1000 / audio::WHISPER_RATE as u64;
+
 /// The engine. Empty until `load`; `shutdown` empties it again.
 #[derive(Default)]
 pub struct WhisperStt {
@@ -183,6 +193,9 @@ impl Loaded {
         if samples.len() < MIN_SAMPLES {
             return Ok(transcript);
         }
+        let clip_ms = samples.len() as u64 * 1000 / u64::from(audio::WHISPER_RATE);
+        let padded: Vec<f32> = std::iter::repeat_n(0.0, LEAD_IN).chain(samples.iter().copied()).collect();
+        let samples = &padded[..];
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.settings.audio_ctx.for_samples(samples.len());
         self.full(&mut state, samples, window)?;
@@ -212,10 +225,19 @@ impl Loaded {
             if cleaned.is_empty() {
                 continue;
             }
-            // whisper.cpp counts time in centiseconds.
+            // whisper.cpp counts time in centiseconds, from the lead-in's
+            // start. A fitted window runs past the clip's end; Whisper
+            // sometimes "hears" a repeat of the clip there ("Hello and
+            // welcome. Hello and welcome."), as a segment that starts after
+            // the clip ended: drop it, and end the others by the clip's end.
+            let ms = |centis: i64| (centis.max(0) as u64 * 10).saturating_sub(LEAD_IN_MS).min(clip_ms);
+            let start_ms = ms(segment.start_timestamp());
+            if start_ms >= clip_ms && !words.is_empty() {
+                continue;
+            }
             transcript.segments.push(Segment {
-                start_ms: segment.start_timestamp().max(0) as u64 * 10,
-                end_ms: segment.end_timestamp().max(0) as u64 * 10,
+                start_ms,
+                end_ms: ms(segment.end_timestamp()),
                 text: cleaned.as_str().into(),
             });
             words.push(cleaned);
