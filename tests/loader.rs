@@ -140,3 +140,50 @@ async fn a_plugin_built_for_abi_1_0_loads_and_chats() {
         assert_eq!(reply.1.finish_reason, "stop", "{isolation}");
     }
 }
+
+/// The same promise for ABI 1.1, whose plugins have per-request options
+/// but were built before the `vad` kind: this host opens it against 1.1's
+/// layout and still honours its options, in this process and in a worker.
+#[tokio::test]
+async fn a_plugin_built_for_abi_1_1_loads_and_keeps_its_options() {
+    use hearth_plugin_api::{client::ChatOptions, client::Message, Capabilities, Flow};
+    let path = hearth_tests::abi_1_1_chat();
+    let opened = Libraries::default()
+        .open(&path)
+        .expect("a 1.1 plugin opens in this host");
+    assert_eq!(opened.meta.abi, hearth_plugin_api::ABI_V1_1);
+    assert!(ABI_VERSION > hearth_plugin_api::ABI_V1_1, "this host is newer than 1.1");
+    for isolation in ["process", "in-process"] {
+        let config = format!(
+            "{}[chat]\nplugin = {:?}\nisolation = \"{isolation}\"\n",
+            hearth_tests::host_section(""),
+            path.display().to_string()
+        );
+        let server = hearth_tests::TestServer::start(&config).await;
+        server
+            .wait_for("chat ready", |s| {
+                s.services[&hearth::config::ServiceName::Chat].phase == hearth::readiness::Phase::Ready
+            })
+            .await;
+        let chat = server.supervisor.chat().expect("chat is ready");
+        assert_eq!(chat.capabilities(), Capabilities::MAX_TOKENS, "{isolation}");
+        let options = ChatOptions {
+            max_tokens: Some(2),
+            ..ChatOptions::default()
+        };
+        let reply = tokio::task::spawn_blocking(move || {
+            let mut reply = String::new();
+            let outcome = chat
+                .chat_with(&[Message::user("hello there")], &options, |piece| {
+                    reply.push_str(piece);
+                    Flow::Continue
+                })
+                .unwrap();
+            (reply, outcome)
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply.0, "You said:", "{isolation}");
+        assert_eq!(reply.1.finish_reason, "length", "{isolation}");
+    }
+}

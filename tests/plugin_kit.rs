@@ -148,6 +148,30 @@ fn the_real_tts_and_stt_plugins_pass_with_the_default_config_in_both_modes() {
     }
 }
 
+/// The VAD plugin (ABI 1.2's new kind) through the real loader: in a
+/// worker process its streams travel over the worker protocol.
+#[test]
+fn the_real_vad_plugin_passes_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = repo_root().join("models");
+    let config = settings(
+        dir.path(),
+        &format!(
+            "model = {:?}\nruntime = {:?}\n",
+            models.join("vad/silero_vad.onnx").display().to_string(),
+            models
+                .join("onnxruntime/libonnxruntime.so.1.32.0")
+                .display()
+                .to_string()
+        ),
+    );
+    for mode in ["process", "in-process"] {
+        let (ok, report) = kit_with(&plugin("vad-silero"), Some(&config), &["--isolation", mode]);
+        assert!(ok, "vad-silero ({mode}): {:?}", failed_checks(&report));
+        assert!(report["plugin"].as_str().unwrap().contains("(vad)"), "{report:#}");
+    }
+}
+
 #[test]
 fn the_real_chat_plugin_passes_with_its_managed_server() {
     let root = repo_root();

@@ -54,26 +54,36 @@ pub fn plugin(name: &str) -> PathBuf {
 pub fn abi_1_0_chat() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("abi-1.0");
-            let target = target_dir().join("abi-1.0");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            // Several test binaries may ask at once: cargo's lock on the
-            // target directory lets one build and the others wait.
-            let status = std::process::Command::new(cargo)
-                .args(["build", "--locked", "--quiet", "--manifest-path"])
-                .arg(root.join("Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .status()
-                .expect("cargo runs");
-            assert!(
-                status.success(),
-                "building the ABI 1.0 fixtures in tests/abi-1.0 failed"
-            );
-            target.join("debug/libhearth_fixture_abi_1_0_chat.so")
-        })
+        .get_or_init(|| build_pinned("abi-1.0", "hearth_fixture_abi_1_0_chat"))
         .clone()
+}
+
+/// A chat plugin built for ABI 1.1 (`tests/abi-1.1`, against the pinned
+/// copy of that API), built on first use into `target/abi-1.1`.
+pub fn abi_1_1_chat() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_pinned("abi-1.1", "hearth_fixture_abi_1_1_chat"))
+        .clone()
+}
+
+/// Builds the workspace `tests/<dir>` (a plugin against a pinned copy of
+/// an older API) into `target/<dir>` and returns its library `lib<name>.so`.
+fn build_pinned(dir: &str, name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let target = target_dir().join(dir);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Several test binaries may ask at once: cargo's lock on the target
+    // directory lets one build and the others wait.
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the fixtures in tests/{dir} failed");
+    target.join(format!("debug/lib{name}.so"))
 }
 
 /// The built `hearth` binary.

@@ -31,7 +31,7 @@ use std::{
 
 use hearth_plugin_api::{
     client::{Audio, Calls, ChatOptions, Host, Instance, Message, Speech, Transcription, Warmed},
-    Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions,
+    Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions, VadEvent,
 };
 
 use crate::{
@@ -94,6 +94,12 @@ impl Calls for InProcess {
         sink: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<ChatOutcome, String> {
         self.instance.chat_with(messages, options, sink)
+    }
+    fn vad_push(&self, stream: u64, audio: &Audio) -> Result<Vec<VadEvent>, String> {
+        self.instance.vad_push(stream, audio)
+    }
+    fn vad_close(&self, stream: u64) {
+        self.instance.vad_close(stream);
     }
 }
 

@@ -267,6 +267,10 @@ fn open_plugin(path: &Path, canonical: &Path) -> Result<Plugin> {
         header
             .init_root_module::<hearth_plugin_api::abi_v1_0::PluginModRef>()
             .map(Module::v1_0)
+    } else if plugin_abi < hearth_plugin_api::ABI_V1_2 {
+        header
+            .init_root_module::<hearth_plugin_api::abi_v1_1::PluginModRef>()
+            .map(Module::v1_1)
     } else {
         header.init_root_module::<PluginModRef>().map(Module::new)
     };

@@ -29,6 +29,8 @@ impl EngineKind {
     pub const STT: Self = Self(2);
     /// Chat completion with a language model.
     pub const CHAT: Self = Self(3);
+    /// Voice activity detection (ABI 1.2).
+    pub const VAD: Self = Self(4);
 
     /// The lower-case name used in `plugins.toml` and in the HTTP API.
     pub fn as_str(self) -> &'static str {
@@ -36,6 +38,7 @@ impl EngineKind {
             Self::TTS => "tts",
             Self::STT => "stt",
             Self::CHAT => "chat",
+            Self::VAD => "vad",
             _ => "unknown",
         }
     }
@@ -46,6 +49,7 @@ impl EngineKind {
             "tts" => Some(Self::TTS),
             "stt" => Some(Self::STT),
             "chat" => Some(Self::CHAT),
+            "vad" => Some(Self::VAD),
             _ => None,
         }
     }
@@ -301,6 +305,46 @@ pub struct ChatOptions {
     pub stop: RVec<RString>,
 }
 
+/// What a [`VadEvent`] says (ABI 1.2). An integer with named constants,
+/// like [`EngineKind`].
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct VadEventKind(pub u8);
+
+impl VadEventKind {
+    /// Speech began.
+    pub const SPEECH_START: Self = Self(1);
+    /// Speech ended: the silence after it lasted the engine's minimum.
+    pub const SPEECH_END: Self = Self(2);
+
+    /// `speech_start`, `speech_end` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SPEECH_START => "speech_start",
+            Self::SPEECH_END => "speech_end",
+            _ => "unknown",
+        }
+    }
+}
+
+impl fmt::Debug for VadEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A speech start or end found by [`Engine::vad_push`] (ABI 1.2).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VadEvent {
+    /// Start or end.
+    pub kind: VadEventKind,
+    /// Where, in milliseconds from the start of the stream, padding
+    /// included: a start is that much before the first speech frame, an
+    /// end that much after the last.
+    pub at_ms: u64,
+}
+
 /// What the host offers a plugin during `load` and `warmup`.
 ///
 /// Implemented by the host; plugins only call it.
@@ -411,6 +455,21 @@ pub trait Engine: Send + Sync {
     ) -> RResult<ChatReport, RString> {
         let _ = options;
         self.chat(messages, sink)
+    }
+
+    /// ABI 1.2: VAD: takes the next audio of stream `stream` (16 kHz mono;
+    /// the host numbers streams, and a number not seen before opens a new
+    /// one) and returns the speech starts and ends it completed, in order.
+    /// Default (and for plugins built before 1.2): an error, since only a
+    /// `vad` engine detects voice activity.
+    fn vad_push(&self, stream: u64, audio: PcmInput<'_>) -> RResult<RVec<VadEvent>, RString> {
+        let _ = (stream, audio);
+        RResult::RErr(RString::from("this engine does not detect voice activity"))
+    }
+
+    /// ABI 1.2: VAD: forgets stream `stream`. Default: nothing to forget.
+    fn vad_close(&self, stream: u64) {
+        let _ = stream;
     }
 }
 

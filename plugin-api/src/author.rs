@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::abi::{
     AudioChunk, AudioSinkMut, Capabilities, ChatMessage, ChatOptions, Flow, HostRef, PcmInput, SpeechOptions,
-    TokenSinkMut,
+    TokenSinkMut, VadEvent,
 };
 
 /// The error every engine method returns: a message for people, shown
@@ -260,4 +260,28 @@ pub trait ChatEngine: Warmable {
         let _ = options;
         self.chat(messages, out)
     }
+}
+
+/// The sample rate a [`VadEngine`] receives: 16 kHz, mono.
+pub const VAD_SAMPLE_RATE: u32 = 16_000;
+
+/// A voice activity detector (ABI 1.2): audio streams in, speech starts
+/// and ends come out.
+///
+/// The host opens one stream per microphone (a conversation), feeds it
+/// [`VAD_SAMPLE_RATE`] mono audio in pieces of any length as they arrive,
+/// and closes it when the conversation ends. Streams run side by side;
+/// each has its own [`VadEngine::Stream`] state.
+pub trait VadEngine: Warmable {
+    /// What one stream remembers between pieces (a recurrent model's
+    /// state, samples not yet a whole frame, whether speech is on).
+    type Stream: Send + 'static;
+
+    /// Opens a stream: no speech yet, at time zero.
+    fn open(&self) -> PluginResult<Self::Stream>;
+
+    /// Takes the stream's next samples (mono, [`VAD_SAMPLE_RATE`], in
+    /// [-1, 1]) and returns the speech starts and ends they complete, in
+    /// order, timed from the stream's start.
+    fn push(&self, stream: &mut Self::Stream, samples: &[f32]) -> PluginResult<Vec<VadEvent>>;
 }

@@ -16,7 +16,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice, RStr, RString},
+    std_types::{RResult, RSlice, RStr, RString, RVec},
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ use crate::{
     abi::{
         AudioChunk, AudioSink, AudioSink_TO, Capabilities, ChatMessage, ChatRole, EngineBox, EngineKind, Flow,
         HostContext, HostContext_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginModRef, SpeechOptions,
-        TokenSink, TokenSink_TO, Transcript,
+        TokenSink, TokenSink_TO, Transcript, VadEvent,
     },
     author::{ChatOutcome, Description},
 };
@@ -41,7 +41,7 @@ fn into_result<T>(r: RResult<T, RString>) -> Result<T, String> {
 pub struct Info {
     /// Short name, e.g. `tts-piper`.
     pub name: String,
-    /// `tts`, `stt`, `chat`, or `unknown kind N` for a kind this copy of the
+    /// `tts`, `stt`, `chat`, `vad`, or `unknown kind N` for a kind this copy of the
     /// crate does not know.
     pub kind: String,
     /// The plugin's own version.
@@ -63,6 +63,8 @@ pub struct Module {
 enum Root {
     /// A plugin built for ABI 1.0.
     V1_0(crate::abi_v1_0::PluginModRef),
+    /// A plugin built for ABI 1.1.
+    V1_1(crate::abi_v1_1::PluginModRef),
     /// A plugin built for this crate's ABI.
     Current(PluginModRef),
 }
@@ -72,6 +74,7 @@ macro_rules! root_field {
     ($root:expr, $field:ident) => {
         match $root {
             Root::V1_0(m) => m.$field(),
+            Root::V1_1(m) => m.$field(),
             Root::Current(m) => m.$field(),
         }
     };
@@ -96,6 +99,14 @@ impl Module {
     pub fn v1_0(module: crate::abi_v1_0::PluginModRef) -> Self {
         Self {
             module: Root::V1_0(module),
+        }
+    }
+
+    /// Wraps the root module of a plugin built for ABI 1.1 (see
+    /// [`crate::abi_v1_1`]).
+    pub fn v1_1(module: crate::abi_v1_1::PluginModRef) -> Self {
+        Self {
+            module: Root::V1_1(module),
         }
     }
 
@@ -124,6 +135,7 @@ impl Module {
     pub fn new_engine(&self) -> Result<Instance, String> {
         let engine = match self.module {
             Root::V1_0(m) => into_result((m.new_engine())()).map(Engine::V1_0),
+            Root::V1_1(m) => into_result((m.new_engine())()).map(Engine::V1_1),
             Root::Current(m) => into_result((m.new_engine())()).map(Engine::Current),
         };
         engine.map(|engine| Instance { engine })
@@ -175,6 +187,12 @@ pub trait Calls: Send + Sync + 'static {
     fn chat(&self, messages: &[Message], sink: &mut dyn FnMut(&str) -> Flow) -> Result<ChatOutcome, String> {
         self.chat_with(messages, &ChatOptions::default(), sink)
     }
+    /// VAD (ABI 1.2): feeds stream `stream` its next audio (16 kHz mono; a
+    /// new number opens a stream) and returns the speech starts and ends
+    /// it completed.
+    fn vad_push(&self, stream: u64, audio: &Audio) -> Result<Vec<VadEvent>, String>;
+    /// VAD: forgets stream `stream`.
+    fn vad_close(&self, stream: u64);
 }
 
 /// Per-request chat options in plain Rust (the plain side of
@@ -447,6 +465,8 @@ pub struct Instance {
 enum Engine {
     /// Built for ABI 1.0: no capabilities, no options.
     V1_0(crate::abi_v1_0::EngineBox),
+    /// Built for ABI 1.1: no voice activity detection.
+    V1_1(crate::abi_v1_1::EngineBox),
     /// Built for this crate's ABI.
     Current(EngineBox),
 }
@@ -457,6 +477,7 @@ macro_rules! on_engine {
     ($engine:expr, $e:ident => $call:expr) => {
         match &$engine {
             Engine::V1_0($e) => $call,
+            Engine::V1_1($e) => $call,
             Engine::Current($e) => $call,
         }
     };
@@ -515,6 +536,7 @@ impl Calls for Instance {
     fn capabilities(&self) -> Result<Capabilities, String> {
         Ok(match &self.engine {
             Engine::V1_0(_) => Capabilities::NONE,
+            Engine::V1_1(e) => e.capabilities(),
             Engine::Current(e) => e.capabilities(),
         })
     }
@@ -532,6 +554,7 @@ impl Calls for Instance {
             // A 1.0 engine speaks at its own pace (the host asks it for no
             // other: it has no `SPEED`).
             Engine::V1_0(e) => e.synthesize(RStr::from_str(text), sink),
+            Engine::V1_1(e) => e.synthesize_with(RStr::from_str(text), *options, sink),
             Engine::Current(e) => e.synthesize_with(RStr::from_str(text), *options, sink),
         })
     }
@@ -555,12 +578,27 @@ impl Calls for Instance {
         into_result(match &self.engine {
             // A 1.0 engine has no options: it chats with its own settings.
             Engine::V1_0(e) => e.chat(messages, sink),
+            Engine::V1_1(e) => e.chat_with(messages, options.to_abi(), sink),
             Engine::Current(e) => e.chat_with(messages, options.to_abi(), sink),
         })
         .map(|report| ChatOutcome {
             tokens: report.tokens,
             finish_reason: report.finish_reason.into_string(),
         })
+    }
+
+    fn vad_push(&self, stream: u64, audio: &Audio) -> Result<Vec<VadEvent>, String> {
+        match &self.engine {
+            // Only 1.2 has the `vad` kind: an older engine is another kind.
+            Engine::V1_0(_) | Engine::V1_1(_) => Err("this engine does not detect voice activity".into()),
+            Engine::Current(e) => into_result(e.vad_push(stream, audio.as_input())).map(RVec::into_vec),
+        }
+    }
+
+    fn vad_close(&self, stream: u64) {
+        if let Engine::Current(e) = &self.engine {
+            e.vad_close(stream);
+        }
     }
 }
 

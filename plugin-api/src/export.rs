@@ -4,21 +4,32 @@
 //! Nothing here is meant to be called by hand; it is public only because the
 //! macro expands inside the plugin crate.
 
-use std::{any::Any, marker::PhantomData, panic::AssertUnwindSafe, path::Path, time::Instant};
+use std::{
+    any::Any,
+    collections::HashMap,
+    marker::PhantomData,
+    panic::AssertUnwindSafe,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RSlice, RStr, RString},
+    std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
 use crate::{
     abi::{
         AudioSinkMut, Capabilities, ChatMessage, ChatOptions, ChatReport, Engine, EngineBox, EngineInfo, EngineKind,
-        Engine_TO, HostRef, LoadRequest, PcmInput, PluginInfo, PluginMod, PluginModRef, SpeechOptions, TokenSinkMut,
-        Transcript, WarmupReport,
+        Engine_TO, HostRef, LoadRequest, PcmInput, PcmSamples, PluginInfo, PluginMod, PluginModRef, SpeechOptions,
+        TokenSinkMut, Transcript, VadEvent, WarmupReport,
     },
-    author::{AudioOut, ChatEngine, Context, PluginError, PluginResult, SttEngine, TokenOut, TtsEngine, Warmable},
+    author::{
+        AudioOut, ChatEngine, Context, PluginError, PluginResult, SttEngine, TokenOut, TtsEngine, VadEngine, Warmable,
+        VAD_SAMPLE_RATE,
+    },
 };
 
 /// Turns a panic payload into the message the host shows.
@@ -50,6 +61,9 @@ fn wrong_kind<T>(kind: EngineKind, operation: &str) -> PluginResult<T> {
 pub trait Kind<E: Warmable>: 'static {
     /// The kind.
     const KIND: EngineKind;
+    /// What the engine object keeps per stream (VAD streams; `()` for the
+    /// other kinds).
+    type Streams: Default + Send + Sync;
     /// What the engine declares beyond its operation.
     fn capabilities(_engine: &E) -> Capabilities {
         Capabilities::NONE
@@ -71,6 +85,17 @@ pub trait Kind<E: Warmable>: 'static {
     ) -> PluginResult<ChatReport> {
         wrong_kind(Self::KIND, "chat")
     }
+    /// VAD, or an error for other kinds.
+    fn vad_push(
+        _engine: &E,
+        _streams: &Self::Streams,
+        _stream: u64,
+        _audio: PcmInput<'_>,
+    ) -> PluginResult<Vec<VadEvent>> {
+        wrong_kind(Self::KIND, "detect voice activity")
+    }
+    /// Forgets a VAD stream.
+    fn vad_close(_streams: &Self::Streams, _stream: u64) {}
 }
 
 /// Marker for TTS engines.
@@ -79,9 +104,12 @@ pub struct Tts;
 pub struct Stt;
 /// Marker for chat engines.
 pub struct Chat;
+/// Marker for VAD engines.
+pub struct Vad;
 
 impl<E: TtsEngine> Kind<E> for Tts {
     const KIND: EngineKind = EngineKind::TTS;
+    type Streams = ();
     fn capabilities(engine: &E) -> Capabilities {
         engine.capabilities()
     }
@@ -92,6 +120,7 @@ impl<E: TtsEngine> Kind<E> for Tts {
 
 impl<E: SttEngine> Kind<E> for Stt {
     const KIND: EngineKind = EngineKind::STT;
+    type Streams = ();
     fn transcribe(engine: &E, audio: PcmInput<'_>) -> PluginResult<Transcript> {
         engine.transcribe(audio)
     }
@@ -99,6 +128,7 @@ impl<E: SttEngine> Kind<E> for Stt {
 
 impl<E: ChatEngine> Kind<E> for Chat {
     const KIND: EngineKind = EngineKind::CHAT;
+    type Streams = ();
     fn capabilities(engine: &E) -> Capabilities {
         engine.capabilities()
     }
@@ -116,9 +146,53 @@ impl<E: ChatEngine> Kind<E> for Chat {
     }
 }
 
+/// The open streams of a VAD engine, each behind its own lock so that
+/// streams run side by side.
+pub struct VadStreams<S>(Mutex<HashMap<u64, Arc<Mutex<S>>>>);
+
+impl<S> Default for VadStreams<S> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<E: VadEngine> Kind<E> for Vad {
+    const KIND: EngineKind = EngineKind::VAD;
+    type Streams = VadStreams<E::Stream>;
+    fn vad_push(engine: &E, streams: &Self::Streams, stream: u64, audio: PcmInput<'_>) -> PluginResult<Vec<VadEvent>> {
+        if audio.sample_rate != VAD_SAMPLE_RATE || audio.channels != 1 {
+            return Err(PluginError::new(format!(
+                "voice activity detection takes {VAD_SAMPLE_RATE} Hz mono audio, not {} Hz with {} channel(s)",
+                audio.sample_rate, audio.channels
+            )));
+        }
+        let samples: Vec<f32> = match audio.samples {
+            PcmSamples::I16(s) => s.iter().map(|&v| f32::from(v) / 32768.0).collect(),
+            PcmSamples::F32(s) => s.to_vec(),
+        };
+        let state = {
+            let mut open = streams.0.lock().unwrap_or_else(|e| e.into_inner());
+            match open.get(&stream) {
+                Some(state) => Arc::clone(state),
+                None => {
+                    let state = Arc::new(Mutex::new(engine.open()?));
+                    open.insert(stream, Arc::clone(&state));
+                    state
+                }
+            }
+        };
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        engine.push(&mut state, &samples)
+    }
+    fn vad_close(streams: &Self::Streams, stream: u64) {
+        streams.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream);
+    }
+}
+
 /// An author's engine seen through the FFI trait.
-pub struct Adapter<E, K> {
+pub struct Adapter<E: Warmable, K: Kind<E>> {
     engine: E,
+    streams: K::Streams,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -203,6 +277,17 @@ impl<E: Warmable, K: Kind<E>> Engine for Adapter<E, K> {
     ) -> RResult<ChatReport, RString> {
         guard(|| K::chat(&self.engine, messages.as_slice(), &options, &mut TokenOut::new(sink)))
     }
+
+    fn vad_push(&self, stream: u64, audio: PcmInput<'_>) -> RResult<RVec<VadEvent>, RString> {
+        guard(|| K::vad_push(&self.engine, &self.streams, stream, audio).map(RVec::from))
+    }
+
+    fn vad_close(&self, stream: u64) {
+        let _ = guard(|| {
+            K::vad_close(&self.streams, stream);
+            Ok(())
+        });
+    }
 }
 
 /// Parses a `config` table (JSON text) into the engine's config type.
@@ -266,6 +351,7 @@ pub fn new_engine<E: Warmable, K: Kind<E>>(make: impl FnOnce() -> E) -> RResult<
     guard(|| {
         let adapter = Adapter::<E, K> {
             engine: make(),
+            streams: Default::default(),
             kind: PhantomData,
         };
         Ok(Engine_TO::from_value(adapter, TD_Opaque))
@@ -304,6 +390,7 @@ macro_rules! __root_module_symbol {
 /// hearth_plugin_api::export_plugin!(tts: PiperVoice, PiperVoice::default);
 /// hearth_plugin_api::export_plugin!(stt: Whisper, Whisper::new);
 /// hearth_plugin_api::export_plugin!(chat: HttpChat, HttpChat::default);
+/// hearth_plugin_api::export_plugin!(vad: Silero, Silero::default);
 /// ```
 ///
 /// The second argument makes a fresh, unloaded engine (a retry makes another).
@@ -326,6 +413,9 @@ macro_rules! export_plugin {
     };
     (chat: $engine:ty, $make:expr) => {
         $crate::__export_plugin!($crate::__private::Chat, $engine, $make);
+    };
+    (vad: $engine:ty, $make:expr) => {
+        $crate::__export_plugin!($crate::__private::Vad, $engine, $make);
     };
 }
 

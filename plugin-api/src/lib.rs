@@ -12,11 +12,12 @@
 //! model ([`PluginMod::check_config`]) and makes engine instances
 //! ([`PluginMod::new_engine`]). Every engine implements the *Warmable* contract
 //! ([`Engine`]): `describe`, `load`, `warmup`, `health`, `shutdown`, plus the
-//! operation of its kind (`synthesize`, `transcribe` or `chat`).
+//! operation of its kind (`synthesize`, `transcribe`, `chat` or, since ABI
+//! 1.2, `vad_push`).
 //!
 //! Plugin authors do not touch the FFI types. They write a normal Rust type that
-//! implements [`Warmable`] and one of [`TtsEngine`], [`SttEngine`] or
-//! [`ChatEngine`], and export it with one line:
+//! implements [`Warmable`] and one of [`TtsEngine`], [`SttEngine`],
+//! [`ChatEngine`] or [`VadEngine`], and export it with one line:
 //!
 //! ```ignore
 //! hearth_plugin_api::export_plugin!(tts: MyVoice, MyVoice::default);
@@ -63,19 +64,22 @@
 //!     what an older plugin would, and a [`Capabilities`] bit when the host
 //!     must know whether a plugin does more — as ABI 1.1 added
 //!     [`Engine::capabilities`], [`Engine::synthesize_with`] and
-//!     [`Engine::chat_with`];
+//!     [`Engine::chat_with`], and 1.2 [`Engine::vad_push`] and
+//!     [`Engine::vad_close`];
 //!   - a field added at the *end* of [`PluginMod`] (a prefix type);
 //!   - and for either, a frozen copy of the previous layout (as
-//!     [`abi_v1_0`] keeps 1.0's). `abi_stable`'s layout check lets a loader
-//!     open a library whose prefix types have *more* fields than the
-//!     loader's, not fewer, so the host opens each plugin against the
+//!     [`abi_v1_0`] keeps 1.0's and [`abi_v1_1`] 1.1's). `abi_stable`'s
+//!     layout check lets a loader open a library whose prefix types have
+//!     *more* fields than the loader's, not fewer, so the host opens each
+//!     plugin against the
 //!     layout of the minor version its header declares, and
 //!     [`client::Module`] answers for an older plugin what the default
-//!     bodies say. `tests/abi-1.0` holds a plugin built from the 1.0 sources
-//!     that the test suite loads and chats with;
-//!   - a new constant of [`EngineKind`] or [`ChatRole`] (they are integers
-//!     with named constants, not Rust enums, precisely so that this is
-//!     compatible);
+//!     bodies say. `tests/abi-1.0` and `tests/abi-1.1` hold plugins built
+//!     from the 1.0 and 1.1 sources that the test suite loads and chats
+//!     with;
+//!   - a new constant of [`EngineKind`] or [`ChatRole`], as 1.2 added
+//!     [`EngineKind::VAD`] (they are integers with named constants, not
+//!     Rust enums, precisely so that this is compatible);
 //!   - new types and new free functions.
 //! * **Major** (`x.0.0`): anything else: removing or reordering fields or
 //!   methods, changing a signature, adding a field to a plain `#[repr(C)]`
@@ -91,6 +95,7 @@
 
 mod abi;
 pub mod abi_v1_0;
+pub mod abi_v1_1;
 mod author;
 pub mod client;
 mod export;

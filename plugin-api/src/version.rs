@@ -11,13 +11,18 @@ pub const ABI_V1_0: AbiVersion = AbiVersion::new(1, 0, 0);
 /// stop), each with a default body that serves plugins built for 1.0.
 pub const ABI_V1_1: AbiVersion = AbiVersion::new(1, 1, 0);
 
+/// ABI 1.2.0: voice activity detection. `EngineKind::VAD`, `VadEvent`, and
+/// `Engine` gains `vad_push` and `vad_close`, with default bodies that
+/// serve plugins built for 1.0 and 1.1 (which are never `vad` engines).
+pub const ABI_V1_2: AbiVersion = AbiVersion::new(1, 2, 0);
+
 /// The ABI version this copy of the crate declares. Plugins built against it
 /// record it in their library header.
-pub const ABI_VERSION: AbiVersion = ABI_V1_1;
+pub const ABI_VERSION: AbiVersion = ABI_V1_2;
 
 /// `ABI_VERSION` as text, which is how `abi_stable` records it in the
 /// library header; a unit test keeps the two equal.
-pub const ABI_VERSION_STR: &str = "1.1.0";
+pub const ABI_VERSION_STR: &str = "1.2.0";
 
 /// A semver version of the ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

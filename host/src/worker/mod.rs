@@ -42,7 +42,7 @@ use std::{
 
 use hearth_plugin_api::{
     client::{Audio, Calls, ChatOptions, Host, Info, Library, Message, Speech, Transcription, Warmed},
-    AbiVersion, Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions,
+    AbiVersion, Capabilities, ChatOutcome, Description, EngineKind, Flow, SpeechOptions, VadEvent,
 };
 
 use self::protocol::{read_frame, write_frame, Answer, Call, FromWorker, Opened, ToWorker, VERSION};
@@ -828,6 +828,23 @@ impl Calls for Worker {
         )? {
             Answer::Chat(outcome) => Ok(outcome),
             other => Err(unexpected(other, "chat")),
+        }
+    }
+
+    fn vad_push(&self, stream: u64, audio: &Audio) -> Result<Vec<VadEvent>, String> {
+        let call = Call::VadPush {
+            stream,
+            audio: audio.clone(),
+        };
+        match self.call(call, self.shared.limits.request, None, None)? {
+            Answer::VadEvents(events) => Ok(events),
+            other => Err(unexpected(other, "vad_push")),
+        }
+    }
+
+    fn vad_close(&self, stream: u64) {
+        if let Err(e) = self.call(Call::VadClose { stream }, self.shared.limits.quick, None, None) {
+            tracing::debug!(service = %self.shared.service, "closing VAD stream {stream}: {e}");
         }
     }
 }

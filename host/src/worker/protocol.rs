@@ -16,13 +16,13 @@ use std::{
 
 use hearth_plugin_api::{
     client::{Audio, ChatOptions, Message, Speech, Transcription, Warmed},
-    Capabilities, ChatOutcome, Description, SpeechOptions,
+    Capabilities, ChatOutcome, Description, SpeechOptions, VadEvent,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The protocol version; both sides must agree (they are the same binary
 /// unless someone replaced it mid-run).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The largest frame either side accepts: 256 MiB (an utterance of several
 /// minutes as f32 fits many times).
@@ -104,6 +104,18 @@ pub enum Call {
         /// Per-request options.
         options: ChatOptions,
     },
+    /// VAD: the next audio of a stream.
+    VadPush {
+        /// The stream's number.
+        stream: u64,
+        /// 16 kHz mono.
+        audio: Audio,
+    },
+    /// VAD: forget a stream.
+    VadClose {
+        /// The stream's number.
+        stream: u64,
+    },
 }
 
 impl Call {
@@ -121,6 +133,8 @@ impl Call {
             Self::Synthesize { .. } => "synthesize",
             Self::Transcribe { .. } => "transcribe",
             Self::Chat { .. } => "chat",
+            Self::VadPush { .. } => "vad_push",
+            Self::VadClose { .. } => "vad_close",
         }
     }
 }
@@ -207,6 +221,8 @@ pub enum Answer {
     Chat(ChatOutcome),
     /// `capabilities`.
     Capabilities(Capabilities),
+    /// `vad_push`.
+    VadEvents(Vec<VadEvent>),
 }
 
 /// Writes one frame.

@@ -100,6 +100,11 @@ impl Served {
                 })
                 .map(|()| Answer::Unit),
             Call::Transcribe { audio } => self.engine()?.transcribe(&audio).map(Answer::Transcription),
+            Call::VadPush { stream, audio } => self.engine()?.vad_push(stream, &audio).map(Answer::VadEvents),
+            Call::VadClose { stream } => {
+                self.engine()?.vad_close(stream);
+                Ok(Answer::Unit)
+            }
             Call::Chat { messages, options } => self
                 .engine()?
                 .chat_with(&messages, &options, &mut |text| {

@@ -242,7 +242,7 @@ pub fn run(module: &dyn Library, options: &Options, on_check: &mut dyn FnMut(&Ch
         stuck: None,
     };
     let kind = module.kind();
-    let known = [EngineKind::TTS, EngineKind::STT, EngineKind::CHAT].contains(&kind);
+    let known = [EngineKind::TTS, EngineKind::STT, EngineKind::CHAT, EngineKind::VAD].contains(&kind);
     let detail = format!("{} {}, a {} engine", info.name, info.version, info.kind);
     kit.verdict(
         "the plugin names itself and a known kind",
@@ -469,6 +469,25 @@ fn operations(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, opti
                 );
             }
         }
+        EngineKind::VAD => {
+            let e = Arc::clone(engine);
+            let check = "vad_push finds speech in a spoken sentence between silences, start then end";
+            if let Some((result, took)) = kit.timed(check, limit, move || detect(&*e, 1, true)) {
+                kit.verdict(check, result.and_then(|events| starts_then_ends(&events)), took);
+            }
+            let e = Arc::clone(engine);
+            let check = "vad_push finds no speech in silence";
+            if let Some((result, took)) = kit.timed(check, limit, move || detect(&*e, 2, false)) {
+                kit.verdict(
+                    check,
+                    result.and_then(|events| match events.len() {
+                        0 => Ok(String::new()),
+                        n => Err(format!("{n} events in silence: {events:?}")),
+                    }),
+                    took,
+                );
+            }
+        }
         _ => {
             let e = Arc::clone(engine);
             let check = "chat streams a reply to a short message";
@@ -617,6 +636,10 @@ fn health_during_operation(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn
                 }
                 e.transcribe(&long).map(drop)
             }
+            EngineKind::VAD => {
+                g.started(Duration::ZERO);
+                (0..4).try_for_each(|i| detect(&*e, 100 + i, true).map(drop))
+            }
             _ => e
                 .chat(&standard_chat(), &mut |_| {
                     g.started(limit);
@@ -631,7 +654,7 @@ fn health_during_operation(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn
         kit.stuck = Some("an operation hung".into());
         return;
     }
-    if kind == EngineKind::STT {
+    if kind == EngineKind::STT || kind == EngineKind::VAD {
         thread::sleep(Duration::from_millis(20));
     }
     health(kit, engine, options, &check);
@@ -668,6 +691,13 @@ fn two_at_once(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, opt
                 .and_then(|c| two_sentences(&c))
                 .map(|_| "2 sentences".to_owned()),
             EngineKind::STT => e.transcribe(&speech_clip()).map(|t| t.text),
+            EngineKind::VAD => {
+                // Each side its own stream: the two must not disturb
+                // each other.
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(200);
+                let stream = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                detect(&*e, stream, true).map(|events| format!("{events:?}"))
+            }
             _ => talk(&*e, None).and_then(|c| {
                 if c.text().trim().is_empty() {
                     Err("an empty reply".into())
@@ -691,7 +721,10 @@ fn two_at_once(kit: &mut Kit<'_>, kind: EngineKind, engine: &Arc<dyn Calls>, opt
             (Ok(a), Ok(b)) if kind == EngineKind::STT && a != b => {
                 Err(format!("different transcripts: {a:?} and {b:?}"))
             }
-            (Ok(a), Ok(_)) => Ok(if kind == EngineKind::STT {
+            (Ok(a), Ok(b)) if kind == EngineKind::VAD && a != b => Err(format!(
+                "two streams of the same audio gave different events: {a} and {b}"
+            )),
+            (Ok(a), Ok(_)) => Ok(if kind == EngineKind::STT || kind == EngineKind::VAD {
                 format!("{:?} twice", a.trim())
             } else {
                 format!("{a} each")
@@ -727,9 +760,70 @@ fn second_instance(kit: &mut Kit<'_>, kind: EngineKind, module: &dyn Library, op
     if let Some((result, took)) = kit.timed(&check, options.operation_timeout, move || match kind {
         EngineKind::TTS => speak(&*e, TWO_SENTENCES, None).and_then(|c| two_sentences(&c)),
         EngineKind::STT => e.transcribe(&speech_clip()).map(|t| format!("{:?}", t.text.trim())),
+        EngineKind::VAD => detect(&*e, 300, true).and_then(|events| starts_then_ends(&events)),
         _ => talk(&*e, None).map(|c| format!("{:?}", c.text().trim())),
     }) {
         kit.verdict(&check, result, took);
     }
     shutdown(kit, &engine, options, label);
+}
+
+/// Streams the standard spoken sentence (`speech`) or as long a silence,
+/// with a second of silence before and after, in 20 ms pieces on stream
+/// `stream`, then closes the stream.
+fn detect(engine: &dyn Calls, stream: u64, speech: bool) -> Result<Vec<crate::VadEvent>, String> {
+    let clip = match speech_clip().samples {
+        crate::client::Samples::I16(samples) => samples,
+        crate::client::Samples::F32(_) => unreachable!("the standard clip is PCM16"),
+    };
+    let quiet = vec![0i16; 16_000];
+    let middle = if speech { clip } else { vec![0; clip.len()] };
+    let audio = [&quiet[..], &middle[..], &quiet[..]].concat();
+    let mut events = Vec::new();
+    for piece in audio.chunks(320) {
+        let piece = crate::client::Audio {
+            sample_rate: 16_000,
+            channels: 1,
+            samples: crate::client::Samples::I16(piece.to_vec()),
+        };
+        match engine.vad_push(stream, &piece) {
+            Ok(found) => events.extend(found),
+            Err(e) => {
+                engine.vad_close(stream);
+                return Err(e);
+            }
+        }
+    }
+    engine.vad_close(stream);
+    Ok(events)
+}
+
+/// Events that start with a start, alternate, end with an end, and lie
+/// within the audio [`detect`] streamed.
+fn starts_then_ends(events: &[crate::VadEvent]) -> Result<String, String> {
+    use crate::VadEventKind;
+    if events.is_empty() {
+        return Err("no speech found".into());
+    }
+    for (i, event) in events.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            VadEventKind::SPEECH_START
+        } else {
+            VadEventKind::SPEECH_END
+        };
+        if event.kind != want {
+            return Err(format!("event {i} is {:?}, expected {want:?}: {events:?}", event.kind));
+        }
+    }
+    if events.len() % 2 == 1 {
+        return Err(format!("speech never ended: {events:?}"));
+    }
+    if events.windows(2).any(|w| w[1].at_ms < w[0].at_ms) {
+        return Err(format!("events out of order: {events:?}"));
+    }
+    Ok(format!(
+        "{} stretch(es) of speech, from {} ms",
+        events.len() / 2,
+        events[0].at_ms
+    ))
 }

@@ -194,7 +194,9 @@ impl Loaded {
             return Ok(transcript);
         }
         let clip_ms = samples.len() as u64 * 1000 / u64::from(audio::WHISPER_RATE);
-        let padded: Vec<f32> = std::iter::repeat_n(0.0, LEAD_IN).chain(samples.iter().copied()).collect();
+        let padded: Vec<f32> = std::iter::repeat_n(0.0, LEAD_IN)
+            .chain(samples.iter().copied())
+            .collect();
         let samples = &padded[..];
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.settings.audio_ctx.for_samples(samples.len());
