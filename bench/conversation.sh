@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Conversation latency on the real default engines (README "Benchmarks"):
 # speaks samples/jfk.wav into /ws/conversation RUNS times and compares the
-# time to first audio with the sum of its parts. Usage: bench/conversation.sh [RUNS]
+# time to first audio with the sum of its parts (push-to-talk); then streams
+# it hands-free in real time, RUNS times each way in alternation, and
+# compares the time from the end of the clip to the first reply audio when
+# the speech is transcribed as it is spoken (incremental) and when it is
+# transcribed at the end (target ratio <= 0.6), with the VAD's real-time
+# factor. Usage: bench/conversation.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-5}
@@ -15,8 +20,10 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 # READY does not wait for the optional STT; this benchmark needs it.
 stt_ready() {
   curl -s "http://127.0.0.1:$port/api/ready" \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["ready"] and d["services"]["stt"]["status"] == "ready" else 1)'
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["services"]; sys.exit(0 if d["ready"] and s["stt"]["status"] == "ready" and s["vad"]["status"] == "ready" else 1)'
 }
 for _ in $(seq 600); do stt_ready 2>/dev/null && break; sleep 0.2; done
-stt_ready || { echo "Hearth (with STT) did not become ready" >&2; exit 1; }
+stt_ready || { echo "Hearth (with STT and VAD) did not become ready" >&2; exit 1; }
 ./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS"
+./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
+  --time-limit 15m

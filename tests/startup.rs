@@ -36,11 +36,16 @@ async fn three_slow_plugins_load_in_parallel() {
     assert_eq!(s.state, Overall::Ready, "{}", String::from_utf8_lossy(&s.ready_json));
     // The load intervals, as the tracker recorded them, overlap: each one
     // started before any of them ended.
-    let timelines: Vec<_> = s.services.values().map(|r| r.timeline.clone()).collect();
+    let configured = [ServiceName::Tts, ServiceName::Stt, ServiceName::Chat];
+    let timelines: Vec<_> = configured
+        .iter()
+        .map(|n| s.service(*n).unwrap().timeline.clone())
+        .collect();
     let last_start = timelines.iter().map(|t| t.load_start_ms.unwrap()).max().unwrap();
     let first_end = timelines.iter().map(|t| t.load_end_ms.unwrap()).min().unwrap();
     assert!(last_start < first_end, "loads did not overlap: {timelines:?}");
-    for r in s.services.values() {
+    for name in configured {
+        let r = s.service(name).unwrap();
         assert!(r.load_time_ms.unwrap() >= 1000, "{r:?}");
     }
 }

@@ -152,7 +152,10 @@ fn started_before_the_server_it_waits_for_it() {
         stderr.contains(&format!("waiting for http://127.0.0.1:{port} — cannot connect")),
         "{stderr}"
     );
-    assert!(stderr.trim_end().ends_with("chat: ready"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("chat: ready, vad: not installed"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,10 +4,10 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = { tts: "TTS", stt: "STT", chat: "Chat" };
-const ORDER = ["tts", "stt", "chat"];
+const LABELS = { tts: "TTS", stt: "STT", chat: "Chat", vad: "VAD" };
+const ORDER = ["tts", "stt", "chat", "vad"];
 
-const conv = { ws: null, bot: null, playAt: 0, audio: null, pendingAudio: null, recorder: null };
+const conv = { ws: null, bot: null, playAt: 0, audio: null, pendingAudio: null, recorder: null, partial: null };
 
 const view = {
   ready: false,
@@ -95,7 +95,7 @@ function retry(name, button) {
   return serviceAction(name, "retry", button);
 }
 
-const SWITCHING = { tts: "switching voice", stt: "switching speech recognition", chat: "switching chat model" };
+const SWITCHING = { tts: "switching voice", stt: "switching speech recognition", chat: "switching chat model", vad: "switching voice activity detection" };
 
 /** Once the conversation is open: engines being swapped by a reload, a
  * swap that failed (the old engine still serves), and a ready engine whose
@@ -197,6 +197,7 @@ function render(r) {
     r.state === "ERROR" ? "The backend could not start" : r.state === "READY" ? "Ready" : "Initializing backend…";
   renderTimeline(r);
   updateMic(r.services.stt);
+  updateHandsFree(r.services.stt, r.services.vad);
   updateEngines(r.services);
   if (r.ready && !view.ready) {
     view.ready = true;
@@ -248,8 +249,9 @@ function follow() {
 /** Voice input follows the optional STT service, which may still be loading
  * (or fail, or come back after a retry) while the conversation is open. */
 function updateMic(stt) {
-  if (conv.recorder) return;
   const ready = !!stt && stt.status === "ready";
+  if (ready) $("talk").dataset.ready = "1"; else delete $("talk").dataset.ready;
+  if (conv.recorder) return;
   $("talk").disabled = !ready;
   if (ready) {
     if ($("mic-note").dataset.reason) $("mic-note").textContent = "";
@@ -264,6 +266,23 @@ function updateMic(stt) {
   }
   $("mic-note").textContent = `Voice input unavailable: ${why}. Typing works.`;
   $("mic-note").dataset.reason = "stt";
+}
+
+/** Hands-free needs the VAD service as well as STT; without it the page
+ * keeps push-to-talk. */
+function updateHandsFree(stt, vad) {
+  const ready = !!stt && stt.status === "ready" && !!vad && vad.status === "ready";
+  conv.handsFreeReady = ready;
+  if (conv.recorder) return;
+  $("hands-free").disabled = !ready;
+  $("hands-free").title = ready
+    ? "Listen continuously: the server hears when you start and stop talking, and you may interrupt the reply"
+    : `Hands-free unavailable: ${vad ? `voice activity detection is ${vad.status}` : "no [vad] service is configured"}`;
+}
+
+/** Stops what is playing (a cancelled reply). */
+function stopPlayback() {
+  if (conv.audio) { conv.audio.close(); conv.audio = null; conv.playAt = 0; }
 }
 
 function logLine(cls, text) {
@@ -302,7 +321,28 @@ function openConversation() {
       case "ready":
         // The readiness stream keeps the microphone button in step with STT.
         break;
+      case "listening":
+        $("mic-note").textContent = "Hands-free: listening…";
+        break;
+      case "speech_started":
+        $("mic-note").textContent = "Hands-free: hearing you…";
+        break;
+      case "partial_transcript":
+        if (!conv.partial) conv.partial = logLine("user partial", "");
+        conv.partial.textContent = m.text;
+        break;
+      case "speech_ended":
+        if (conv.recorder && conv.recorder.handsFree) $("mic-note").textContent = "Hands-free: listening…";
+        break;
+      case "cancelled":
+        // The person spoke over the reply: stop playing it.
+        window.hearthCancelled = (window.hearthCancelled || 0) + 1;
+        stopPlayback();
+        if (conv.bot) conv.bot.classList.add("cancelled");
+        conv.bot = null;
+        break;
       case "transcript":
+        if (conv.partial) { conv.partial.remove(); conv.partial = null; }
         logLine("user", m.text || "(nothing heard)").classList.add("transcript");
         break;
       case "reply_delta":
@@ -359,20 +399,38 @@ function sendText(text) {
   $("cancel").disabled = false;
 }
 
+/** Opens the microphone and streams it (16 kHz PCM16) after `start`. */
+async function capture(start) {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("/assets/capture-worklet.js");
+  const node = new AudioWorkletNode(context, "capture-processor");
+  conv.ws.send(JSON.stringify({ type: "start", format: "pcm16", sample_rate: 16000, channels: 1, ...start }));
+  node.port.onmessage = (e) => { if (conv.ws) conv.ws.send(e.data); };
+  context.createMediaStreamSource(stream).connect(node);
+  return { stream, context, node };
+}
+
 async function startTalking() {
   if (!conv.ws) return;
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
-    const context = new AudioContext();
-    await context.audioWorklet.addModule("/assets/capture-worklet.js");
-    const node = new AudioWorkletNode(context, "capture-processor");
-    conv.ws.send(JSON.stringify({ type: "start", format: "pcm16", sample_rate: 16000, channels: 1 }));
-    node.port.onmessage = (e) => { if (conv.ws) conv.ws.send(e.data); };
-    context.createMediaStreamSource(stream).connect(node);
-    conv.recorder = { stream, context, node };
+    conv.recorder = await capture({});
     $("talk").classList.add("recording");
     $("talk").textContent = "■ Send";
+    $("hands-free").disabled = true;
     $("mic-note").textContent = "Listening… click again to send.";
+  } catch (e) {
+    $("mic-note").textContent = `Microphone unavailable: ${e.message || e}. Typing works.`;
+  }
+}
+
+async function startHandsFree() {
+  if (!conv.ws) return;
+  try {
+    conv.recorder = { ...(await capture({ mode: "hands_free" })), handsFree: true };
+    $("hands-free").classList.add("recording");
+    $("hands-free").setAttribute("aria-pressed", "true");
+    $("talk").disabled = true;
   } catch (e) {
     $("mic-note").textContent = `Microphone unavailable: ${e.message || e}. Typing works.`;
   }
@@ -388,11 +446,16 @@ function stopTalking() {
   if (conv.ws) conv.ws.send(JSON.stringify({ type: "end" }));
   $("talk").classList.remove("recording");
   $("talk").textContent = "● Talk";
+  $("hands-free").classList.remove("recording");
+  $("hands-free").setAttribute("aria-pressed", "false");
+  $("talk").disabled = !$("talk").dataset.ready;
   $("mic-note").textContent = "";
   $("cancel").disabled = false;
+  $("hands-free").disabled = !conv.handsFreeReady;
 }
 
 $("talk").addEventListener("click", () => (conv.recorder ? stopTalking() : startTalking()));
+$("hands-free").addEventListener("click", () => (conv.recorder ? stopTalking() : startHandsFree()));
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
@@ -401,7 +464,7 @@ $("composer").addEventListener("submit", (e) => {
 });
 $("cancel").addEventListener("click", () => {
   if (conv.ws) conv.ws.send(JSON.stringify({ type: "cancel" }));
-  if (conv.audio) { conv.audio.close(); conv.audio = null; conv.playAt = 0; }
+  stopPlayback();
 });
 
 follow();

@@ -20,7 +20,7 @@ use crate::error::{HostError, Result};
 /// The file name looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "plugins.toml";
 
-/// One of the three services Hearth runs.
+/// One of the four services Hearth runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceName {
@@ -30,11 +30,13 @@ pub enum ServiceName {
     Stt,
     /// Chat.
     Chat,
+    /// Voice activity detection (hands-free conversation).
+    Vad,
 }
 
 impl ServiceName {
     /// All services, in display order.
-    pub const ALL: [ServiceName; 3] = [ServiceName::Tts, ServiceName::Stt, ServiceName::Chat];
+    pub const ALL: [ServiceName; 4] = [ServiceName::Tts, ServiceName::Stt, ServiceName::Chat, ServiceName::Vad];
 
     /// The section name in `plugins.toml`.
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl ServiceName {
             Self::Tts => "tts",
             Self::Stt => "stt",
             Self::Chat => "chat",
+            Self::Vad => "vad",
         }
     }
 
@@ -51,13 +54,15 @@ impl ServiceName {
             Self::Tts => EngineKind::TTS,
             Self::Stt => EngineKind::STT,
             Self::Chat => EngineKind::CHAT,
+            Self::Vad => EngineKind::VAD,
         }
     }
 
     /// Whether the service is required when `required` is not set: TTS and
-    /// chat are, STT is not (a person can still type).
+    /// chat are, STT is not (a person can still type), nor is VAD (without
+    /// it the page keeps push-to-talk).
     pub fn required_by_default(self) -> bool {
-        !matches!(self, Self::Stt)
+        !matches!(self, Self::Stt | Self::Vad)
     }
 
     /// Parses a section name.
@@ -88,6 +93,8 @@ pub struct RawConfig {
     pub stt: Option<Spanned<RawService>>,
     /// `[chat]`.
     pub chat: Option<Spanned<RawService>>,
+    /// `[vad]`.
+    pub vad: Option<Spanned<RawService>>,
     /// `[conversation]`.
     #[serde(default)]
     pub conversation: RawConversation,
@@ -177,6 +184,11 @@ pub struct RawConversation {
     pub send_timeout: Option<Spanned<String>>,
     /// Bytes waiting for one client before the turn waits for it.
     pub send_queue_bytes: Option<Spanned<i64>>,
+    /// Hands-free: how long after speech ends the utterance is over.
+    pub end_of_utterance: Option<Spanned<String>>,
+    /// Hands-free: transcribe each stretch of speech as it ends (and
+    /// prepare the reply while waiting for the end of the utterance).
+    pub incremental: Option<bool>,
 }
 
 /// `[wyoming]` as written.
@@ -338,6 +350,16 @@ pub struct ConversationConfig {
     /// after `send_timeout` with nothing taken, the client is dropped), so
     /// a client that stops reading costs the server at most this much.
     pub send_queue_bytes: usize,
+    /// Default 1.2 s: hands-free, the utterance is over when the VAD has
+    /// heard no speech for this long after speech ended (which the VAD
+    /// itself decides after its `min_silence_ms`). Longer than the pauses
+    /// people make mid-sentence (up to about 1 s in the JFK clip).
+    pub end_of_utterance: Duration,
+    /// Default true: hands-free, each stretch of speech is transcribed as
+    /// it ends (`partial_transcript`), and the reply is prepared while the
+    /// end of the utterance is awaited; false: the whole utterance is
+    /// transcribed when it is over.
+    pub incremental: bool,
 }
 
 /// `[wyoming]`, with defaults applied: the Wyoming protocol server (Home
@@ -401,6 +423,7 @@ impl Config {
             (ServiceName::Tts, raw.tts),
             (ServiceName::Stt, raw.stt),
             (ServiceName::Chat, raw.chat),
+            (ServiceName::Vad, raw.vad),
         ] {
             if let Some(section) = section {
                 let service = resolve_service(&file, &base_dir, &host.plugin_dir, name, section)?;
@@ -688,6 +711,13 @@ fn resolve_conversation(file: &Located<'_>, raw: RawConversation) -> Result<Conv
         idle_timeout: duration(file, raw.idle_timeout, "idle_timeout", Duration::from_secs(300))?,
         send_timeout: duration(file, raw.send_timeout, "send_timeout", Duration::from_secs(10))?,
         send_queue_bytes: positive(file, raw.send_queue_bytes, "send_queue_bytes", 4 << 20, 1 << 30)?,
+        end_of_utterance: duration(
+            file,
+            raw.end_of_utterance,
+            "end_of_utterance",
+            Duration::from_millis(1200),
+        )?,
+        incremental: raw.incremental.unwrap_or(true),
     })
 }
 

@@ -10,6 +10,15 @@
 //! going away set the turn's cancel flag, which the engines see through
 //! their sinks answering [`Flow::Stop`].
 //!
+//! Hands-free (`"mode": "hands_free"` in `start`, with a `vad` engine
+//! ready), the client streams its microphone and the server finds the
+//! utterances: a [`crate::hands_free::Listener`] feeds the VAD, each stretch
+//! of speech is transcribed as soon as it ends (`partial_transcript`), and
+//! the reply is prepared behind a gate ([`Outbox::held`]) while the end of
+//! the utterance (`end_of_utterance` of silence) is awaited; then the gate
+//! opens, or, when speech resumes, the prepared reply is dropped unseen.
+//! Speech while a reply plays cancels it (`cancelled`).
+//!
 //! The session refuses to start before READY (close code 1013 with the
 //! state), and when `max_conversations` are already open (1013 too).
 
@@ -30,7 +39,10 @@ use axum::{
     response::Response,
     Extension,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{
+    future::{BoxFuture, Shared},
+    FutureExt, SinkExt, StreamExt,
+};
 use hearth_plugin_api::{
     client::{Audio, Message as ChatMessage, Samples},
     text::SentenceSplitter,
@@ -38,12 +50,13 @@ use hearth_plugin_api::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument as _;
 
 use crate::{
     config::ServiceName,
     extract::Upgrade,
+    hands_free::{Heard, Listener},
     metrics::Refusal,
     router::AppState,
     server::{ConnectionSlot, Upgraded},
@@ -63,15 +76,21 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClientMessage {
-    /// An utterance begins; binary frames of its audio follow.
+    /// An utterance begins (push-to-talk), or hands-free listening does;
+    /// binary frames of audio follow.
     Start {
         #[serde(default = "pcm16")]
         format: String,
         sample_rate: u32,
         #[serde(default = "mono")]
         channels: u16,
+        #[serde(default)]
+        mode: Mode,
+        /// Hands-free: overrides `[conversation] incremental`.
+        incremental: Option<bool>,
     },
-    /// The utterance ended (push-to-talk released).
+    /// The utterance ended (push-to-talk released), or hands-free
+    /// listening stops.
     End,
     /// A typed message.
     Text { text: String },
@@ -79,6 +98,18 @@ enum ClientMessage {
     Cancel,
     /// Forget the conversation so far.
     Reset,
+}
+
+/// How the client's audio is cut into utterances.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    /// The client says where an utterance ends (`end`).
+    #[default]
+    PushToTalk,
+    /// The client streams its microphone; the server's VAD finds the
+    /// utterances.
+    HandsFree,
 }
 
 fn pcm16() -> String {
@@ -184,6 +215,52 @@ impl Outbox {
     async fn closed(&self) {
         self.queue.closed().await;
     }
+
+    /// An outbox whose messages wait until the returned [`Gate`] is opened
+    /// (then they go to this one, in order) or shut (then they are
+    /// dropped). As bounded as this one.
+    fn held(&self) -> (Outbox, Gate) {
+        let (held, mut queued) = Outbox::new(self.limit as usize);
+        let (decide, decision) = watch::channel(None);
+        let mut wait = decision.clone();
+        let real = self.clone();
+        tokio::spawn(
+            async move {
+                let open = matches!(wait.wait_for(Option::is_some).await.map(|d| *d), Ok(Some(true)));
+                if !open {
+                    queued.close();
+                }
+                while let Some((message, _room)) = queued.recv().await {
+                    if open && real.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        (held, Gate { decide, decision })
+    }
+}
+
+/// Opens or shuts an [`Outbox::held`].
+struct Gate {
+    decide: watch::Sender<Option<bool>>,
+    decision: watch::Receiver<Option<bool>>,
+}
+
+impl Gate {
+    fn open(&self) {
+        let _ = self.decide.send(Some(true));
+    }
+
+    fn shut(&self) {
+        let _ = self.decide.send(Some(false));
+    }
+}
+
+/// Waits until `gate` is decided; true when it opened.
+async fn opened(mut gate: watch::Receiver<Option<bool>>) -> bool {
+    matches!(gate.wait_for(Option::is_some).await.map(|d| *d), Ok(Some(true)))
 }
 
 /// An utterance being received.
@@ -196,12 +273,78 @@ struct Utterance {
 struct Turn {
     cancel: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    /// When the audio sent so far will have played, if it started.
+    played_until: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Turn {
     async fn stop(self) {
         self.cancel.store(true, Ordering::Relaxed);
         let _ = self.task.await;
+    }
+
+    /// Still producing, or its audio still playing at the client (as far
+    /// as the server can tell: real time from the first chunk sent).
+    fn speaking(&self) -> bool {
+        let until = *self.played_until.lock().unwrap_or_else(|e| e.into_inner());
+        !self.task.is_finished() || until.is_some_and(|t| t > Instant::now())
+    }
+}
+
+/// The words of an utterance's stretches of speech so far, transcribed in
+/// order (shared: the end of the utterance and the prepared reply both
+/// wait for them).
+type Words = Shared<BoxFuture<'static, Result<Vec<String>, String>>>;
+
+/// Hands-free, incremental: speech is transcribed for good in spans of at
+/// least this much (3 s); shorter stretches wait for the next. Alone, the
+/// JFK clip's "ask not" (1.3 s) came back "AS NOT!".
+const MIN_SPAN_MS: u64 = 3_000;
+
+/// Hands-free listening.
+struct HandsFree {
+    /// Taken while a push runs on a blocking thread.
+    listener: Option<Listener>,
+    /// The utterance being heard.
+    spoken: Option<Spoken>,
+    /// Transcribe as the person speaks (else when the utterance is over).
+    incremental: bool,
+}
+
+/// An utterance being heard, hands-free.
+struct Spoken {
+    /// Where its first stretch of speech began (stream ms).
+    first_ms: u64,
+    /// Where the current stretch began, while speech is on.
+    open: Option<u64>,
+    /// Where the last stretch ended.
+    last_end: u64,
+    /// The stretches so far, as (start, end) in stream ms.
+    stretches: Vec<(u64, u64)>,
+    /// Incremental: the words of the stretches transcribed for good.
+    committed: Option<Words>,
+    /// Incremental: where the speech not yet transcribed for good begins
+    /// (stretches too short to be heard well alone wait for the next).
+    pending_from: Option<u64>,
+    /// Incremental: all words so far (the committed ones and the pending
+    /// stretches' tentative ones).
+    words: Option<Words>,
+    /// The number of the latest span sent to be transcribed: an older
+    /// span's partial transcript, superseded, is not sent (`u64::MAX` once
+    /// the final transcript went out).
+    latest: Arc<AtomicU64>,
+    /// When the utterance is over unless speech resumes.
+    deadline: Option<tokio::time::Instant>,
+    /// Incremental: the reply being prepared behind a gate.
+    prepared: Option<(Turn, Gate)>,
+}
+
+impl Spoken {
+    fn drop_prepared(&mut self) {
+        if let Some((turn, gate)) = self.prepared.take() {
+            gate.shut();
+            turn.cancel.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -260,11 +403,13 @@ async fn session(socket: WebSocket, state: AppState) {
     );
 
     let stt_ready = state.supervisor.is_ready(ServiceName::Stt);
+    let vad_ready = state.supervisor.is_ready(ServiceName::Vad);
     let _ = out
         .send(event(json!({
             "type": "ready",
             "stt": stt_ready,
             "stt_reason": if stt_ready { None } else { stt_reason(&state) },
+            "hands_free": stt_ready && vad_ready,
             "input": { "format": "pcm16", "channels": 1, "sample_rates": [8000, 16000, 22050, 24000, 32000, 44100, 48000] },
             "max_utterance_ms": limits.max_utterance.as_millis() as u64,
             "max_message_bytes": limits.max_message_bytes,
@@ -274,13 +419,21 @@ async fn session(socket: WebSocket, state: AppState) {
     let history = Arc::new(std::sync::Mutex::new(VecDeque::<ChatMessage>::new()));
     let mut utterance: Option<Utterance> = None;
     let mut turn: Option<Turn> = None;
+    let mut hands: Option<HandsFree> = None;
 
     let mut linger = false;
     let shutdown = state.shutdown.clone();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     loop {
+        let deadline = hands.as_ref().and_then(|h| h.spoken.as_ref()).and_then(|s| s.deadline);
         let incoming = tokio::select! {
+            () = until(deadline) => {
+                if let Some(h) = hands.as_mut() {
+                    finish_utterance(&state, &out, &history, h, &mut turn).await;
+                }
+                continue;
+            }
             incoming = stream.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 incoming
@@ -389,6 +542,8 @@ async fn session(socket: WebSocket, state: AppState) {
                         format,
                         sample_rate,
                         channels,
+                        mode,
+                        incremental,
                     } => {
                         if let Err(message) = check_format(&format, sample_rate, channels) {
                             let _ = out.send(error_event("bad_format", message)).await;
@@ -404,6 +559,34 @@ async fn session(socket: WebSocket, state: AppState) {
                                 .await;
                             continue;
                         }
+                        if mode == Mode::HandsFree {
+                            utterance = None;
+                            hands = None;
+                            let Some(vad) = state.supervisor.vad() else {
+                                let why = vad_reason(&state);
+                                let _ = out
+                                    .send(error_event("vad_unavailable", format!("{why}; use push-to-talk")))
+                                    .await;
+                                continue;
+                            };
+                            match Listener::new(vad.open(), sample_rate) {
+                                Ok(listener) => {
+                                    hands = Some(HandsFree {
+                                        listener: Some(listener),
+                                        spoken: None,
+                                        incremental: incremental.unwrap_or(limits.incremental),
+                                    });
+                                    let _ = out
+                                        .send(event(json!({ "type": "listening", "mode": "hands_free" })))
+                                        .await;
+                                }
+                                Err(e) => {
+                                    let _ = out.send(error_event("bad_format", e)).await;
+                                }
+                            }
+                            continue;
+                        }
+                        hands = None;
                         if let Some(t) = turn.take() {
                             t.stop().await; // Barge-in: the person speaks over the reply.
                         }
@@ -411,6 +594,18 @@ async fn session(socket: WebSocket, state: AppState) {
                             sample_rate,
                             samples: Vec::with_capacity(sample_rate as usize * 5),
                         });
+                    }
+                    ClientMessage::End if hands.is_some() => {
+                        // Hands-free listening stops; what was being said is
+                        // answered.
+                        if let Some(mut h) = hands.take() {
+                            let now = h.listener.as_ref().map_or(0, Listener::now_ms);
+                            if h.spoken.as_ref().is_some_and(|s| s.open.is_some()) {
+                                on_heard(&state, &out, &history, &mut h, &mut turn, Heard::End(now)).await;
+                            }
+                            finish_utterance(&state, &out, &history, &mut h, &mut turn).await;
+                        }
+                        let _ = out.send(event(json!({ "type": "listening_stopped" }))).await;
                     }
                     ClientMessage::End => match utterance.take() {
                         None => {
@@ -444,11 +639,38 @@ async fn session(socket: WebSocket, state: AppState) {
                             t.cancel.store(true, Ordering::Relaxed);
                         }
                         utterance = None;
+                        if let Some(h) = hands.as_mut() {
+                            if let Some(mut spoken) = h.spoken.take() {
+                                spoken.drop_prepared();
+                            }
+                            if let Some(listener) = h.listener.as_mut() {
+                                listener.hold_from(None);
+                            }
+                        }
                     }
                     ClientMessage::Reset => {
                         history.lock().unwrap_or_else(|e| e.into_inner()).clear();
                         let _ = out.send(event(json!({ "type": "reset" }))).await;
                     }
+                }
+            }
+            Message::Binary(data) if hands.is_some() => {
+                if data.len() % 2 != 0 {
+                    let _ = out
+                        .send(error_event(
+                            "bad_audio",
+                            "audio frames must hold whole PCM16 samples (an even number of bytes)",
+                        ))
+                        .await;
+                    continue;
+                }
+                let pcm: Vec<i16> = data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                let Some(h) = hands.as_mut() else { continue };
+                if let Err(e) = hear(&state, &out, &history, h, &mut turn, pcm).await {
+                    hands = None;
+                    let _ = out
+                        .send(error_event("vad_failed", format!("{e}; hands-free listening stopped")))
+                        .await;
                 }
             }
             Message::Binary(data) => {
@@ -491,6 +713,9 @@ async fn session(socket: WebSocket, state: AppState) {
         }
     }
     // The client went away (or broke the rules): stop the engines' work.
+    if let Some(mut spoken) = hands.take().and_then(|h| h.spoken) {
+        spoken.drop_prepared();
+    }
     if let Some(t) = turn.take() {
         t.stop().await;
     }
@@ -520,6 +745,328 @@ fn stt_reason(state: &AppState) -> Option<String> {
         }
         other => format!("speech to text is {}", other.status()),
     })
+}
+
+fn vad_reason(state: &AppState) -> String {
+    let snapshot = state.readiness.current();
+    match snapshot.service(ServiceName::Vad).map(|r| &r.phase) {
+        None => "hands-free needs a [vad] service in plugins.toml, and there is none".to_owned(),
+        Some(crate::readiness::Phase::Failed { error }) => format!("voice activity detection failed: {error}"),
+        Some(crate::readiness::Phase::NotInstalled { reason } | crate::readiness::Phase::Disabled { reason }) => {
+            format!("voice activity detection is not installed: {reason}")
+        }
+        Some(other) => format!("voice activity detection is {}", other.status()),
+    }
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The shared chat history of one conversation.
+type History = Arc<std::sync::Mutex<VecDeque<ChatMessage>>>;
+
+/// Hands-free: feeds the client's audio to the VAD and acts on what it
+/// heard. An error means listening cannot go on.
+async fn hear(
+    state: &AppState,
+    out: &Outbox,
+    history: &History,
+    hands: &mut HandsFree,
+    turn: &mut Option<Turn>,
+    pcm: Vec<i16>,
+) -> Result<(), String> {
+    let Some(mut listener) = hands.listener.take() else {
+        return Err("the listener was lost".to_owned());
+    };
+    let (listener, heard) = tokio::task::spawn_blocking(move || {
+        let heard = listener.push(&pcm);
+        (listener, heard)
+    })
+    .await
+    .map_err(|e| format!("voice activity detection failed: {e}"))?;
+    hands.listener = Some(listener);
+    for heard in heard.map_err(|e| format!("voice activity detection failed: {e}"))? {
+        on_heard(state, out, history, hands, turn, heard).await;
+    }
+    // The longest utterance: answer what was heard so far.
+    let max = state.supervisor.config().conversation.max_utterance;
+    let now = hands.listener.as_ref().map_or(0, Listener::now_ms);
+    let too_long = hands
+        .spoken
+        .as_ref()
+        .is_some_and(|s| now.saturating_sub(s.first_ms) > max.as_millis() as u64);
+    if too_long {
+        if hands.spoken.as_ref().is_some_and(|s| s.open.is_some()) {
+            on_heard(state, out, history, hands, turn, Heard::End(now)).await;
+        }
+        let _ = out
+            .send(error_event(
+                "utterance_too_long",
+                format!(
+                    "utterances are limited to {}; answering what was said so far",
+                    humantime::format_duration(max)
+                ),
+            ))
+            .await;
+        finish_utterance(state, out, history, hands, turn).await;
+    }
+    Ok(())
+}
+
+/// Hands-free: one speech start or end.
+async fn on_heard(
+    state: &AppState,
+    out: &Outbox,
+    history: &History,
+    hands: &mut HandsFree,
+    turn: &mut Option<Turn>,
+    heard: Heard,
+) {
+    let Some(listener) = hands.listener.as_mut() else {
+        return;
+    };
+    match heard {
+        Heard::Start(at) => match hands.spoken.as_mut() {
+            // A pause inside the utterance is over: the prepared reply was
+            // premature.
+            Some(spoken) => {
+                spoken.open = Some(at);
+                spoken.deadline = None;
+                spoken.drop_prepared();
+            }
+            None => {
+                if let Some(t) = turn.take() {
+                    if t.speaking() {
+                        // Barge-in: the person speaks over the reply.
+                        let _ = out
+                            .send(event(json!({ "type": "cancelled", "reason": "barge_in" })))
+                            .await;
+                        tokio::spawn(t.stop());
+                    }
+                }
+                listener.hold_from(Some(at));
+                hands.spoken = Some(Spoken {
+                    first_ms: at,
+                    open: Some(at),
+                    last_end: at,
+                    stretches: Vec::new(),
+                    committed: None,
+                    pending_from: None,
+                    words: None,
+                    latest: Arc::new(AtomicU64::new(0)),
+                    deadline: None,
+                    prepared: None,
+                });
+                let _ = out.send(event(json!({ "type": "speech_started", "at_ms": at }))).await;
+            }
+        },
+        Heard::End(at) => {
+            let Some(spoken) = hands.spoken.as_mut() else { return };
+            let Some(from) = spoken.open.take() else { return };
+            spoken.last_end = at;
+            spoken.stretches.push((from, at));
+            let config = &state.supervisor.config().conversation;
+            if hands.incremental {
+                // Transcribed from where the pending speech began: a short
+                // stretch ("ask not") is heard badly without the words
+                // around it, so it stays pending, and is transcribed again
+                // with the next one, until the span is long enough.
+                let span_from = *spoken.pending_from.get_or_insert(from);
+                let audio = listener.audio(span_from, at);
+                let times = (span_from - spoken.first_ms, at - spoken.first_ms);
+                let span = spoken.latest.fetch_add(1, Ordering::Relaxed) + 1;
+                let partial = Partial {
+                    out: out.clone(),
+                    latest: Arc::clone(&spoken.latest),
+                    span,
+                    times,
+                };
+                let words = transcribe_stretch(state.clone(), partial, spoken.committed.clone(), audio)
+                    .boxed()
+                    .shared();
+                if at - span_from >= MIN_SPAN_MS {
+                    spoken.committed = Some(words.clone());
+                    spoken.pending_from = None;
+                }
+                spoken.words = Some(words.clone());
+                spoken.prepared = Some(prepare(state, out, history, words));
+            }
+            spoken.deadline = Some(tokio::time::Instant::now() + config.end_of_utterance);
+        }
+    }
+}
+
+/// Hands-free: transcribes a span of speech (16 kHz), and once the words
+/// committed before it are known, says what was heard so far
+/// (`partial_transcript`). Returns the utterance's words so far.
+async fn transcribe_stretch(
+    state: AppState,
+    partial: Partial,
+    previous: Option<Words>,
+    audio: Vec<i16>,
+) -> Result<Vec<String>, String> {
+    let stt = state
+        .supervisor
+        .stt()
+        .ok_or_else(|| "speech to text is not ready".to_owned())?;
+    let heard = tokio::task::spawn_blocking(move || {
+        stt.transcribe(&Audio {
+            sample_rate: crate::hands_free::RATE,
+            channels: 1,
+            samples: Samples::I16(audio),
+        })
+    })
+    .await
+    .map_err(|e| format!("speech to text task failed: {e}"))?
+    .map_err(|e| format!("speech to text failed: {e}"))?;
+    let mut words = match previous {
+        Some(previous) => previous.await?,
+        None => Vec::new(),
+    };
+    let text = heard.text.trim().to_owned();
+    if !text.is_empty() {
+        words.push(text.clone());
+        if partial.latest.load(Ordering::Relaxed) == partial.span {
+            let (start_ms, end_ms) = partial.times;
+            let _ = partial
+                .out
+                .send(event(json!({
+                    "type": "partial_transcript",
+                    "text": words.join(" "),
+                    "segment": { "start_ms": start_ms, "end_ms": end_ms, "text": text },
+                })))
+                .await;
+        }
+    }
+    Ok(words)
+}
+
+/// Where a span's partial transcript goes, and whether it still may.
+struct Partial {
+    out: Outbox,
+    latest: Arc<AtomicU64>,
+    span: u64,
+    /// The span, in ms from the utterance's start.
+    times: (u64, u64),
+}
+
+/// Hands-free, incremental: starts the reply to `words` behind a gate, so
+/// it is ready when the utterance turns out to be over.
+fn prepare(state: &AppState, out: &Outbox, history: &History, words: Words) -> (Turn, Gate) {
+    let (held, gate) = out.held();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let played_until = Arc::new(std::sync::Mutex::new(None));
+    let (state, history, decision) = (state.clone(), Arc::clone(history), gate.decision.clone());
+    let (turn_cancel, turn_played) = (Arc::clone(&cancel), Arc::clone(&played_until));
+    let task = tokio::spawn(
+        async move {
+            let Ok(words) = words.await else { return };
+            let text = words.join(" ");
+            if text.trim().is_empty() {
+                return;
+            }
+            run_turn(
+                state,
+                held,
+                history,
+                Input::Text(text),
+                turn_cancel,
+                turn_played,
+                Some(decision),
+            )
+            .await;
+        }
+        .in_current_span(),
+    );
+    (
+        Turn {
+            cancel,
+            task,
+            played_until,
+        },
+        gate,
+    )
+}
+
+/// Hands-free: the utterance is over (silence, `end`, or its length).
+async fn finish_utterance(
+    state: &AppState,
+    out: &Outbox,
+    history: &History,
+    hands: &mut HandsFree,
+    turn: &mut Option<Turn>,
+) {
+    let Some(mut spoken) = hands.spoken.take() else { return };
+    let _ = out
+        .send(event(json!({ "type": "speech_ended", "at_ms": spoken.last_end })))
+        .await;
+    let audio = hands
+        .listener
+        .as_ref()
+        .map(|l| l.audio(spoken.first_ms, spoken.last_end))
+        .unwrap_or_default();
+    if let Some(listener) = hands.listener.as_mut() {
+        listener.hold_from(None);
+    }
+    if !hands.incremental {
+        // Today's push-to-talk path: the whole utterance at once.
+        let input = Input::Audio(Utterance {
+            sample_rate: crate::hands_free::RATE,
+            samples: audio,
+        });
+        *turn = Some(start_turn(state, out, history, input, turn.take()).await);
+        return;
+    }
+    let words = match spoken.words.take() {
+        Some(words) => words.await,
+        None => Ok(Vec::new()),
+    };
+    let text = match words {
+        Ok(words) => words.join(" "),
+        Err(e) => {
+            spoken.drop_prepared();
+            let _ = out.send(error_event("stt_failed", e.clone())).await;
+            let _ = out
+                .send(event(
+                    json!({ "type": "done", "ok": false, "cancelled": false, "error": e }),
+                ))
+                .await;
+            return;
+        }
+    };
+    spoken.latest.store(u64::MAX, Ordering::Relaxed);
+    let segments: Vec<_> = spoken
+        .stretches
+        .iter()
+        .map(|(from, to)| json!({ "start_ms": from - spoken.first_ms, "end_ms": to - spoken.first_ms }))
+        .collect();
+    let _ = out
+        .send(event(
+            json!({ "type": "transcript", "text": text, "segments": segments }),
+        ))
+        .await;
+    match spoken.prepared.take() {
+        Some((prepared, gate)) if !text.trim().is_empty() => {
+            gate.open();
+            *turn = Some(prepared);
+        }
+        other => {
+            spoken.prepared = other;
+            spoken.drop_prepared();
+            let message = "no speech was recognised in the utterance";
+            let _ = out.send(error_event("no_speech", message)).await;
+            let _ = out
+                .send(event(
+                    json!({ "type": "done", "ok": false, "cancelled": false, "error": message }),
+                ))
+                .await;
+        }
+    }
 }
 
 fn describe_parse_error(text: &str, e: &serde_json::Error) -> String {
@@ -552,17 +1099,12 @@ fn check_format(format: &str, sample_rate: u32, channels: u16) -> Result<(), Str
     Ok(())
 }
 
-async fn start_turn(
-    state: &AppState,
-    out: &Outbox,
-    history: &Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
-    input: Input,
-    previous: Option<Turn>,
-) -> Turn {
+async fn start_turn(state: &AppState, out: &Outbox, history: &History, input: Input, previous: Option<Turn>) -> Turn {
     if let Some(previous) = previous {
         previous.stop().await;
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    let played_until = Arc::new(std::sync::Mutex::new(None));
     let task = tokio::spawn(
         run_turn(
             state.clone(),
@@ -570,22 +1112,33 @@ async fn start_turn(
             Arc::clone(history),
             input,
             Arc::clone(&cancel),
+            Arc::clone(&played_until),
+            None,
         )
         .in_current_span(),
     );
-    Turn { cancel, task }
+    Turn {
+        cancel,
+        task,
+        played_until,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
+/// One turn: the words (transcribed, for audio), the reply streamed, each
+/// sentence spoken. `played_until` follows the audio sent; a turn behind a
+/// `gate` (prepared hands-free) adds to the history only once it opens.
 async fn run_turn(
     state: AppState,
     out: Outbox,
-    history: Arc<std::sync::Mutex<VecDeque<ChatMessage>>>,
+    history: History,
     input: Input,
     cancel: Arc<AtomicBool>,
+    played_until: Arc<std::sync::Mutex<Option<Instant>>>,
+    gate: Option<watch::Receiver<Option<bool>>>,
 ) {
     let started = Instant::now();
     let mut timings = serde_json::Map::new();
@@ -683,6 +1236,7 @@ async fn run_turn(
     let tts_cancel = Arc::clone(&cancel);
     let tts_out = out.clone();
     let tts_first = Arc::clone(&first_audio_us);
+    let tts_played = Arc::clone(&played_until);
     let tts_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
         for sentence in sentence_rx {
             if tts_cancel.load(Ordering::Relaxed) {
@@ -708,6 +1262,11 @@ async fn run_turn(
                     "text": chunk.text,
                 }));
                 let bytes: Vec<u8> = chunk.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                {
+                    let mut until = tts_played.lock().unwrap_or_else(|e| e.into_inner());
+                    let from = until.filter(|t| *t > Instant::now()).unwrap_or_else(Instant::now);
+                    *until = Some(from + Duration::from_secs_f64(chunk.seconds()));
+                }
                 let _ = tts_first.compare_exchange(
                     0,
                     started.elapsed().as_micros().max(1) as u64,
@@ -764,7 +1323,11 @@ async fn run_turn(
         let _ = out.send(error_event("tts_failed", e.clone())).await;
     }
 
-    if !reply.trim().is_empty() {
+    let committed = match gate {
+        Some(gate) => opened(gate).await,
+        None => true,
+    };
+    if committed && !reply.trim().is_empty() {
         let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
         history.push_back(ChatMessage::user(user_text));
         history.push_back(ChatMessage::assistant(reply.trim()));

@@ -23,7 +23,7 @@
 use std::{
     path::Path,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Instant,
@@ -268,6 +268,10 @@ handle! {
     /// A chat engine. Cheap to clone; all calls block.
     ChatHandle, EngineKind::CHAT
 }
+handle! {
+    /// A voice activity detector. Cheap to clone; all calls block.
+    VadHandle, EngineKind::VAD
+}
 
 impl TtsHandle {
     /// Speaks `text` into `sink`, one chunk per sentence, until the sink
@@ -331,6 +335,51 @@ impl ChatHandle {
                 sink(piece)
             })
         })
+    }
+}
+
+impl VadHandle {
+    /// Opens a stream of its own (numbered process-wide, so streams of
+    /// several conversations never mix), closed when dropped.
+    pub fn open(&self) -> VadStream {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        VadStream {
+            engine: self.clone(),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// One stream of a [`VadHandle`]: 16 kHz mono audio in, speech starts and
+/// ends out. All calls block.
+#[derive(Debug)]
+pub struct VadStream {
+    engine: VadHandle,
+    id: u64,
+}
+
+impl VadStream {
+    /// Feeds the stream's next samples (16 kHz mono PCM16); returns the
+    /// speech starts and ends they complete.
+    pub fn push(&self, samples: &[i16]) -> Result<Vec<VadEvent>, String> {
+        let audio = Audio {
+            sample_rate: 16_000,
+            channels: 1,
+            samples: hearth_plugin_api::client::Samples::I16(samples.to_vec()),
+        };
+        let engine = &self.engine.0;
+        engine.timed(|| engine.backend.vad_push(self.id, &audio))
+    }
+}
+
+impl Drop for VadStream {
+    fn drop(&mut self) {
+        // Closing may go to a worker process: not on an async task's thread.
+        let backend = Arc::clone(&self.engine.0.backend);
+        let id = self.id;
+        let _ = std::thread::Builder::new()
+            .name("vad-close".into())
+            .spawn(move || backend.vad_close(id));
     }
 }
 

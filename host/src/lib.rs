@@ -44,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod hands_free;
 pub mod logging;
 pub mod metrics;
 pub mod openai;

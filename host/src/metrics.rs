@@ -320,6 +320,10 @@ impl Metrics {
                 "From a text to speech call to its first chunk of audio",
             ),
             ("hearth_stt_transcription_seconds", "One speech to text call"),
+            (
+                "hearth_vad_push_seconds",
+                "One piece of audio through voice activity detection",
+            ),
             ("hearth_chat_seconds", "One chat reply, start to end"),
             ("hearth_chat_first_token_seconds", "From a chat call to its first token"),
             (
@@ -339,6 +343,7 @@ impl Metrics {
         let (call, first) = match service {
             ServiceName::Tts => ("hearth_tts_synthesis_seconds", Some("hearth_tts_first_chunk_seconds")),
             ServiceName::Stt => ("hearth_stt_transcription_seconds", None),
+            ServiceName::Vad => ("hearth_vad_push_seconds", None),
             ServiceName::Chat => ("hearth_chat_seconds", Some("hearth_chat_first_token_seconds")),
         };
         EngineMetrics {

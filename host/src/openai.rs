@@ -162,6 +162,8 @@ pub struct ModelList {
 fn model_list(snapshot: &Snapshot, config: &crate::config::Config) -> ModelList {
     let data = ServiceName::ALL
         .into_iter()
+        // VAD serves the conversation, not an OpenAI endpoint.
+        .filter(|s| *s != ServiceName::Vad)
         .filter(|s| config.services.get(s).is_some_and(|c| c.enabled))
         .filter_map(|service| {
             let record = snapshot.service(service)?;

@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(plan.services[2].required, Some(false));
         assert_eq!(
             plan.to_string(),
-            "reload #3: tts swap a → a (config changed), stt stop b, chat unchanged (now optional); \
+            "reload #3: tts swap a → a (config changed), stt stop b, chat unchanged (now optional), vad unchanged; \
              needs a restart: [host] listen changed from 127.0.0.1:8000 to 127.0.0.1:9000: restart Hearth to serve on the new address"
         );
     }

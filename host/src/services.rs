@@ -26,7 +26,7 @@ use hearth_plugin_api::client::{Calls, Host};
 
 use crate::{
     config::{Config, Isolation, ServiceConfig, ServiceName},
-    engine::{ChatHandle, Engine, SttHandle, TtsHandle},
+    engine::{ChatHandle, Engine, SttHandle, TtsHandle, VadHandle},
     error::{HostError, Result},
     metrics::Metrics,
     plugin::{Plugin, PluginMeta},
@@ -439,6 +439,11 @@ impl Supervisor {
     /// The chat engine, when it is ready.
     pub fn chat(&self) -> Option<ChatHandle> {
         self.engine(ServiceName::Chat).and_then(ChatHandle::of)
+    }
+
+    /// The VAD engine, when it is ready.
+    pub fn vad(&self) -> Option<VadHandle> {
+        self.engine(ServiceName::Vad).and_then(VadHandle::of)
     }
 
     /// Starts a failed (or not installed) service again, in the background.
