@@ -2,10 +2,11 @@
 # install-layout.sh - lay out Hearth's production install under a root directory:
 #
 #   ROOT/opt/hearth/bin/hearth                      target/release/hearth (debug info stripped)
-#   ROOT/opt/hearth/lib/libhearth_<plugin>.so       the three engine plugins (plugin_dir)
+#   ROOT/opt/hearth/lib/libhearth_<plugin>.so       the four engine plugins (plugin_dir)
 #   ROOT/opt/hearth/models/onnxruntime/libonnxruntime.so.1.32.0      [tts]
 #   ROOT/opt/hearth/models/piper/en_US-joe-medium.onnx{,.json}       [tts]
 #   ROOT/opt/hearth/models/whisper/ggml-tiny.en-q8_0.bin             [stt]
+#   ROOT/opt/hearth/models/vad/silero_vad.onnx                       [vad]
 #   ROOT/opt/hearth/models/llama/bin/llama-server                    [chat]
 #   ROOT/opt/hearth/models/llama/SmolLM2-135M-Instruct.Q4_1.gguf     [chat]
 #   ROOT/usr/local/bin/hearth -> /opt/hearth/bin/hearth
@@ -63,12 +64,13 @@ mkdir -p "$ROOT_DIR"
 ROOT_DIR=$(cd "$ROOT_DIR" && pwd)
 PREFIX=$ROOT_DIR/opt/hearth
 
-PLUGINS=(tts_piper stt_whisper chat_http)   # the plugins deploy/plugins.toml names
+PLUGINS=(tts_piper stt_whisper chat_http vad_silero)   # the plugins deploy/plugins.toml names
 MODEL_FILES=(
   onnxruntime/libonnxruntime.so.1.32.0
   piper/en_US-joe-medium.onnx
   piper/en_US-joe-medium.onnx.json
   whisper/ggml-tiny.en-q8_0.bin
+  vad/silero_vad.onnx
   llama/bin/llama-server
   llama/SmolLM2-135M-Instruct.Q4_1.gguf
 )

@@ -297,9 +297,11 @@ impl Turn {
 type Words = Shared<BoxFuture<'static, Result<Vec<String>, String>>>;
 
 /// Hands-free, incremental: speech is transcribed for good in spans of at
-/// least this much (3 s); shorter stretches wait for the next. Alone, the
-/// JFK clip's "ask not" (1.3 s) came back "AS NOT!".
-const MIN_SPAN_MS: u64 = 3_000;
+/// least this much (5 s); shorter stretches wait for the next. Whisper
+/// hears short spans worse: alone, the JFK clip's "ask not" (1.3 s) came
+/// back "AS NOT!", and in a 4.3 s span as "asked not", which the whole
+/// clip and 7.5 s spans never gave.
+const MIN_SPAN_MS: u64 = 5_000;
 
 /// Hands-free listening.
 struct HandsFree {
