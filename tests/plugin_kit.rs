@@ -203,10 +203,10 @@ fn the_real_chat_plugin_passes_with_its_managed_server() {
 #[test]
 fn new_plugins_of_every_kind_build_and_pass_the_kit() {
     let dir = tempfile::tempdir().unwrap();
-    // One target directory for the three crates, kept between runs, so
+    // One target directory for the four crates, kept between runs, so
     // their dependencies build once.
     let target = target_dir().join("plugin-template");
-    for kind in ["tts", "stt", "chat"] {
+    for kind in ["tts", "stt", "chat", "vad"] {
         let name = format!("my-{kind}");
         let crate_dir = dir.path().join(&name);
         let out = hearth(&[

@@ -14,6 +14,8 @@ pub enum Kind {
     Stt,
     /// Chat.
     Chat,
+    /// Voice activity detection.
+    Vad,
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
             Self::Tts => "tts",
             Self::Stt => "stt",
             Self::Chat => "chat",
+            Self::Vad => "vad",
         }
     }
 
@@ -30,6 +33,7 @@ impl Kind {
             Self::Tts => include_str!("../templates/plugin/tts.rs"),
             Self::Stt => include_str!("../templates/plugin/stt.rs"),
             Self::Chat => include_str!("../templates/plugin/chat.rs"),
+            Self::Vad => include_str!("../templates/plugin/vad.rs"),
         }
     }
 
@@ -38,6 +42,7 @@ impl Kind {
             Self::Tts => "A text-to-speech engine for Hearth",
             Self::Stt => "A speech-to-text engine for Hearth",
             Self::Chat => "A chat engine for Hearth",
+            Self::Vad => "A voice activity detector for Hearth",
         }
     }
 }
