@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hearth::readiness::{Overall, Phase};
 use hearth_tests::{host_section, scripted, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::{
@@ -24,21 +23,6 @@ fn engines(extra_host: &str, tts: &str, stt: &str, chat: &str) -> String {
         scripted("stt", stt),
         scripted("chat", chat)
     )
-}
-
-/// A server whose every service has settled: READY does not wait for the
-/// optional STT, but these tests need to know whether it is there.
-async fn ready_server(config: &str) -> TestServer {
-    let server = TestServer::start(config).await;
-    server
-        .wait_for("ready with every service settled", |s| {
-            s.state == Overall::Ready
-                && s.services
-                    .values()
-                    .all(|r| !matches!(r.phase, Phase::Pending | Phase::Loading { .. } | Phase::Warming))
-        })
-        .await;
-    server
 }
 
 async fn connect(server: &TestServer) -> Socket {
@@ -113,7 +97,7 @@ async fn refused_with_1013_before_ready() {
 
 #[tokio::test]
 async fn a_typed_message_streams_text_and_one_audio_chunk_per_sentence() {
-    let server = ready_server(&engines(
+    let server = TestServer::settled(&engines(
         "",
         "sample_rate = 8000",
         "",
@@ -152,7 +136,7 @@ async fn a_typed_message_streams_text_and_one_audio_chunk_per_sentence() {
 
 #[tokio::test]
 async fn an_utterance_is_transcribed_then_answered_at_16_and_48_khz() {
-    let server = ready_server(&engines("", "", "transcript = \"what time is it\"", "")).await;
+    let server = TestServer::settled(&engines("", "", "transcript = \"what time is it\"", "")).await;
     let (mut socket, _) = greeted(&server).await;
     for rate in [16_000u32, 48_000] {
         send(
@@ -186,7 +170,7 @@ async fn an_utterance_is_transcribed_then_answered_at_16_and_48_khz() {
 
 #[tokio::test]
 async fn without_stt_typing_works_and_audio_gets_an_error() {
-    let server = ready_server(&engines("", "", "fail_load = \"no whisper model\"", "")).await;
+    let server = TestServer::settled(&engines("", "", "fail_load = \"no whisper model\"", "")).await;
     let (mut socket, hello) = greeted(&server).await;
     assert_eq!(hello["stt"], false);
     assert!(hello["stt_reason"].as_str().unwrap().contains("no whisper model"));
@@ -202,7 +186,7 @@ async fn without_stt_typing_works_and_audio_gets_an_error() {
 
 #[tokio::test]
 async fn every_bad_input_gets_an_error_event_and_the_session_goes_on() {
-    let server = ready_server(&engines("", "", "", "")).await;
+    let server = TestServer::settled(&engines("", "", "", "")).await;
     let (mut socket, _) = greeted(&server).await;
     let cases: Vec<(Message, &str, &str)> = vec![
         (Message::Text("{not json".into()), "bad_message", "not JSON"),
@@ -272,7 +256,7 @@ async fn every_bad_input_gets_an_error_event_and_the_session_goes_on() {
 #[tokio::test]
 async fn oversized_messages_and_utterances_are_refused() {
     let conversation = "[conversation]\nmax_message_bytes = 4096\nmax_utterance = \"1s\"\n";
-    let server = ready_server(&format!("{}{}", engines("", "", "", ""), conversation)).await;
+    let server = TestServer::settled(&format!("{}{}", engines("", "", "", ""), conversation)).await;
     let (mut socket, _) = greeted(&server).await;
     // An utterance longer than max_utterance.
     send(&mut socket, json!({"type": "start", "sample_rate": 8000})).await;
@@ -296,7 +280,7 @@ async fn oversized_messages_and_utterances_are_refused() {
 #[tokio::test]
 async fn cancel_stops_the_reply() {
     let words = vec!["word"; 200].join(" ");
-    let server = ready_server(&engines("", "", "", &format!("reply = \"{words}.\"\ntoken_ms = 20"))).await;
+    let server = TestServer::settled(&engines("", "", "", &format!("reply = \"{words}.\"\ntoken_ms = 20"))).await;
     let (mut socket, _) = greeted(&server).await;
     send(&mut socket, json!({"type": "text", "text": "talk a lot"})).await;
     let first = next_json(&mut socket).await;
@@ -317,7 +301,7 @@ async fn extra_conversations_are_refused_and_a_disconnect_frees_the_engines() {
         "{}[conversation]\nmax_conversations = 1\n",
         engines("", "", "", &format!("reply = \"{words}.\"\ntoken_ms = 25"))
     );
-    let server = ready_server(&config).await;
+    let server = TestServer::settled(&config).await;
     let (mut first, _) = greeted(&server).await;
     let mut second = connect(&server).await;
     match next(&mut second).await {
@@ -354,7 +338,7 @@ async fn extra_conversations_are_refused_and_a_disconnect_frees_the_engines() {
 
 #[tokio::test]
 async fn a_worker_crash_mid_turn_is_a_tts_failed_event_and_the_session_stays_open() {
-    let server = ready_server(&engines(
+    let server = TestServer::settled(&engines(
         "",
         "crash = \"segv\"\ncrash_in = \"operation\"",
         "",

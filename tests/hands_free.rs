@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hearth::readiness::{Overall, Phase};
 use hearth_tests::{host_section, repo_root, scripted, TestServer};
 use serde_json::{json, Value};
 use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
@@ -40,19 +39,6 @@ fn config(chat: &str, vad: bool) -> String {
         ));
     }
     text
-}
-
-async fn ready_server(config: &str) -> TestServer {
-    let server = TestServer::start(config).await;
-    server
-        .wait_for("ready with every service settled", |s| {
-            s.state == Overall::Ready
-                && s.services
-                    .values()
-                    .all(|r| !matches!(r.phase, Phase::Pending | Phase::Loading { .. } | Phase::Warming))
-        })
-        .await;
-    server
 }
 
 /// The JFK clip, 16 kHz mono PCM16.
@@ -161,7 +147,7 @@ async fn stream(socket: Socket, audio: Vec<i16>, dones: usize) -> Heard {
 
 #[tokio::test]
 async fn the_jfk_clip_streamed_hands_free_is_one_utterance_heard_piece_by_piece_and_answered() {
-    let server = ready_server(&config("reply = \"Thank you. Ask away.\"", true)).await;
+    let server = TestServer::settled(&config("reply = \"Thank you. Ask away.\"", true)).await;
     // Two lead-ins: the VAD's 32 ms frames fall differently on the speech,
     // and so do the stretches' edges ("ask not" was once heard as "asked
     // not" with one and not the other).
@@ -204,7 +190,7 @@ async fn the_jfk_clip_streamed_hands_free_is_one_utterance_heard_piece_by_piece_
 
 #[tokio::test]
 async fn two_utterances_with_a_pause_between_are_two_turns() {
-    let server = ready_server(&config("reply = \"Yes.\"", true)).await;
+    let server = TestServer::settled(&config("reply = \"Yes.\"", true)).await;
     let socket = listen(&server).await;
     // 5 s between: the first reply (a word) has long been played when the
     // second utterance starts, so nothing is cancelled.
@@ -229,7 +215,7 @@ async fn two_utterances_with_a_pause_between_are_two_turns() {
 async fn speech_during_the_reply_cancels_it_and_the_new_utterance_is_answered() {
     // A reply of many slow words: still going when the person speaks again.
     let reply = "One. Two. Three. Four. Five. Six. Seven. Eight. Nine. Ten. Eleven. Twelve.";
-    let server = ready_server(&config(&format!("reply = {reply:?}\ntoken_ms = 400"), true)).await;
+    let server = TestServer::settled(&config(&format!("reply = {reply:?}\ntoken_ms = 400"), true)).await;
     let socket = listen(&server).await;
     // The first utterance ends after ~1.5 s of silence; the reply then
     // takes over 10 s, and the second utterance comes 3 s after the first.
@@ -257,7 +243,7 @@ async fn speech_during_the_reply_cancels_it_and_the_new_utterance_is_answered() 
 
 #[tokio::test]
 async fn without_a_vad_hands_free_is_refused_with_what_to_do() {
-    let server = ready_server(&config("", false)).await;
+    let server = TestServer::settled(&config("", false)).await;
     let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/conversation"))
         .await
         .unwrap();

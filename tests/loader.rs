@@ -91,53 +91,69 @@ fn check_config_reports_unknown_keys_without_loading() {
     assert!(error.contains("unknown field `lod_ms`"), "{error}");
 }
 
+/// Serves the chat plugin at `path` built for ABI `abi` (older than this
+/// host's) in `isolation`, and chats with it once with `options`: its
+/// capabilities, the reply and the outcome.
+async fn chat_with_an_older_plugin(
+    path: &std::path::Path,
+    abi: hearth_plugin_api::AbiVersion,
+    isolation: &str,
+    options: hearth_plugin_api::client::ChatOptions,
+) -> (hearth_plugin_api::Capabilities, String, hearth_plugin_api::ChatOutcome) {
+    use hearth_plugin_api::{client::Message, Flow};
+    let opened = Libraries::default()
+        .open(path)
+        .expect("an older plugin opens in this host");
+    assert_eq!(opened.meta.abi, abi);
+    assert!(ABI_VERSION > abi, "this host is newer than {abi}");
+    let config = format!(
+        "{}[chat]\nplugin = {:?}\nisolation = \"{isolation}\"\n",
+        hearth_tests::host_section(""),
+        path.display().to_string()
+    );
+    let server = hearth_tests::TestServer::start(&config).await;
+    // Only chat is configured: READY also waits for tts, so wait for chat.
+    server
+        .wait_for("chat ready", |s| {
+            s.services[&hearth::config::ServiceName::Chat].phase == hearth::readiness::Phase::Ready
+        })
+        .await;
+    let chat = server.supervisor.chat().expect("chat is ready");
+    let capabilities = chat.capabilities();
+    let (reply, outcome) = tokio::task::spawn_blocking(move || {
+        let mut reply = String::new();
+        let outcome = chat
+            .chat_with(&[Message::user("hello there")], &options, |piece| {
+                reply.push_str(piece);
+                Flow::Continue
+            })
+            .unwrap();
+        (reply, outcome)
+    })
+    .await
+    .unwrap();
+    (capabilities, reply, outcome)
+}
+
 /// The promise of a minor version: a plugin built for ABI 1.0 — before
 /// per-request options existed — loads in this host, declares no
 /// capabilities, and chats, the options it cannot know simply unused. In
 /// this process and in a worker.
 #[tokio::test]
 async fn a_plugin_built_for_abi_1_0_loads_and_chats() {
-    use hearth_plugin_api::{client::ChatOptions, client::Message, Capabilities, Flow};
+    use hearth_plugin_api::{client::ChatOptions, Capabilities};
     let path = hearth_tests::abi_1_0_chat();
-    let opened = Libraries::default()
-        .open(&path)
-        .expect("a 1.0 plugin opens in this host");
-    assert_eq!(opened.meta.abi, hearth_plugin_api::ABI_V1_0);
-    assert!(ABI_VERSION > hearth_plugin_api::ABI_V1_0, "this host is newer than 1.0");
     for isolation in ["process", "in-process"] {
-        let config = format!(
-            "{}[chat]\nplugin = {:?}\nisolation = \"{isolation}\"\n",
-            hearth_tests::host_section(""),
-            path.display().to_string()
-        );
-        let server = hearth_tests::TestServer::start(&config).await;
-        // Only chat is configured: READY also waits for tts, so wait for chat.
-        server
-            .wait_for("chat ready", |s| {
-                s.services[&hearth::config::ServiceName::Chat].phase == hearth::readiness::Phase::Ready
-            })
-            .await;
-        let chat = server.supervisor.chat().expect("chat is ready");
-        assert_eq!(chat.capabilities(), Capabilities::NONE, "{isolation}");
         let options = ChatOptions {
             max_tokens: Some(1),
             temperature: Some(0.5),
             stop: vec!["said".into()],
         };
-        let reply = tokio::task::spawn_blocking(move || {
-            let mut reply = String::new();
-            let outcome = chat
-                .chat_with(&[Message::user("hello there")], &options, |piece| {
-                    reply.push_str(piece);
-                    Flow::Continue
-                })
-                .unwrap();
-            (reply, outcome)
-        })
-        .await
-        .unwrap();
-        assert_eq!(reply.0, "You said: hello there.", "{isolation}");
-        assert_eq!(reply.1.finish_reason, "stop", "{isolation}");
+        let (capabilities, reply, outcome) =
+            chat_with_an_older_plugin(&path, hearth_plugin_api::ABI_V1_0, isolation, options).await;
+        assert_eq!(capabilities, Capabilities::NONE, "{isolation}");
+        assert_eq!(reply, "You said: hello there.", "{isolation}");
+        assert_eq!(outcome.finish_reason, "stop", "{isolation}");
     }
 }
 
@@ -146,44 +162,17 @@ async fn a_plugin_built_for_abi_1_0_loads_and_chats() {
 /// layout and still honours its options, in this process and in a worker.
 #[tokio::test]
 async fn a_plugin_built_for_abi_1_1_loads_and_keeps_its_options() {
-    use hearth_plugin_api::{client::ChatOptions, client::Message, Capabilities, Flow};
+    use hearth_plugin_api::{client::ChatOptions, Capabilities};
     let path = hearth_tests::abi_1_1_chat();
-    let opened = Libraries::default()
-        .open(&path)
-        .expect("a 1.1 plugin opens in this host");
-    assert_eq!(opened.meta.abi, hearth_plugin_api::ABI_V1_1);
-    assert!(ABI_VERSION > hearth_plugin_api::ABI_V1_1, "this host is newer than 1.1");
     for isolation in ["process", "in-process"] {
-        let config = format!(
-            "{}[chat]\nplugin = {:?}\nisolation = \"{isolation}\"\n",
-            hearth_tests::host_section(""),
-            path.display().to_string()
-        );
-        let server = hearth_tests::TestServer::start(&config).await;
-        server
-            .wait_for("chat ready", |s| {
-                s.services[&hearth::config::ServiceName::Chat].phase == hearth::readiness::Phase::Ready
-            })
-            .await;
-        let chat = server.supervisor.chat().expect("chat is ready");
-        assert_eq!(chat.capabilities(), Capabilities::MAX_TOKENS, "{isolation}");
         let options = ChatOptions {
             max_tokens: Some(2),
             ..ChatOptions::default()
         };
-        let reply = tokio::task::spawn_blocking(move || {
-            let mut reply = String::new();
-            let outcome = chat
-                .chat_with(&[Message::user("hello there")], &options, |piece| {
-                    reply.push_str(piece);
-                    Flow::Continue
-                })
-                .unwrap();
-            (reply, outcome)
-        })
-        .await
-        .unwrap();
-        assert_eq!(reply.0, "You said:", "{isolation}");
-        assert_eq!(reply.1.finish_reason, "length", "{isolation}");
+        let (capabilities, reply, outcome) =
+            chat_with_an_older_plugin(&path, hearth_plugin_api::ABI_V1_1, isolation, options).await;
+        assert_eq!(capabilities, Capabilities::MAX_TOKENS, "{isolation}");
+        assert_eq!(reply, "You said:", "{isolation}");
+        assert_eq!(outcome.finish_reason, "length", "{isolation}");
     }
 }

@@ -218,6 +218,23 @@ impl TestServer {
     pub async fn wait_for(&self, what: &str, done: impl FnMut(&Snapshot) -> bool) -> std::sync::Arc<Snapshot> {
         wait_for(self.readiness(), what, done).await
     }
+
+    /// [`TestServer::start`], then waits until it is READY with every
+    /// service settled: READY does not wait for the optional ones (STT,
+    /// VAD), but a test may need to know whether they are there.
+    pub async fn settled(config_text: &str) -> Self {
+        use hearth::readiness::{Overall, Phase};
+        let server = Self::start(config_text).await;
+        server
+            .wait_for("ready with every service settled", |s| {
+                s.state == Overall::Ready
+                    && s.services
+                        .values()
+                        .all(|r| !matches!(r.phase, Phase::Pending | Phase::Loading { .. } | Phase::Warming))
+            })
+            .await;
+        server
+    }
 }
 
 impl Drop for TestServer {

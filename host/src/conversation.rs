@@ -319,8 +319,6 @@ struct Spoken {
     first_ms: u64,
     /// Where the current stretch began, while speech is on.
     open: Option<u64>,
-    /// Where the last stretch ended.
-    last_end: u64,
     /// The stretches so far, as (start, end) in stream ms.
     stretches: Vec<(u64, u64)>,
     /// Incremental: the words of the stretches transcribed for good.
@@ -342,6 +340,11 @@ struct Spoken {
 }
 
 impl Spoken {
+    /// Where the last stretch ended (its start, before any did).
+    fn last_end(&self) -> u64 {
+        self.stretches.last().map_or(self.first_ms, |&(_, end)| end)
+    }
+
     fn drop_prepared(&mut self) {
         if let Some((turn, gate)) = self.prepared.take() {
             gate.shut();
@@ -656,27 +659,8 @@ async fn session(socket: WebSocket, state: AppState) {
                     }
                 }
             }
-            Message::Binary(data) if hands.is_some() => {
-                if data.len() % 2 != 0 {
-                    let _ = out
-                        .send(error_event(
-                            "bad_audio",
-                            "audio frames must hold whole PCM16 samples (an even number of bytes)",
-                        ))
-                        .await;
-                    continue;
-                }
-                let pcm: Vec<i16> = data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-                let Some(h) = hands.as_mut() else { continue };
-                if let Err(e) = hear(&state, &out, &history, h, &mut turn, pcm).await {
-                    hands = None;
-                    let _ = out
-                        .send(error_event("vad_failed", format!("{e}; hands-free listening stopped")))
-                        .await;
-                }
-            }
             Message::Binary(data) => {
-                let Some(u) = utterance.as_mut() else {
+                if hands.is_none() && utterance.is_none() {
                     let _ = out
                         .send(error_event(
                             "no_utterance",
@@ -684,7 +668,7 @@ async fn session(socket: WebSocket, state: AppState) {
                         ))
                         .await;
                     continue;
-                };
+                }
                 if data.len() % 2 != 0 {
                     let _ = out
                         .send(error_event(
@@ -694,8 +678,18 @@ async fn session(socket: WebSocket, state: AppState) {
                         .await;
                     continue;
                 }
-                u.samples
-                    .extend(data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+                let pcm = data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]));
+                if let Some(h) = hands.as_mut() {
+                    if let Err(e) = hear(&state, &out, &history, h, &mut turn, pcm.collect()).await {
+                        hands = None;
+                        let _ = out
+                            .send(error_event("vad_failed", format!("{e}; hands-free listening stopped")))
+                            .await;
+                    }
+                    continue;
+                }
+                let Some(u) = utterance.as_mut() else { continue };
+                u.samples.extend(pcm);
                 let max = limits.max_utterance.as_secs_f64() * f64::from(u.sample_rate);
                 if u.samples.len() as f64 > max {
                     utterance = None;
@@ -855,7 +849,6 @@ async fn on_heard(
                 hands.spoken = Some(Spoken {
                     first_ms: at,
                     open: Some(at),
-                    last_end: at,
                     stretches: Vec::new(),
                     committed: None,
                     pending_from: None,
@@ -870,7 +863,6 @@ async fn on_heard(
         Heard::End(at) => {
             let Some(spoken) = hands.spoken.as_mut() else { return };
             let Some(from) = spoken.open.take() else { return };
-            spoken.last_end = at;
             spoken.stretches.push((from, at));
             let config = &state.supervisor.config().conversation;
             if hands.incremental {
@@ -1005,12 +997,12 @@ async fn finish_utterance(
 ) {
     let Some(mut spoken) = hands.spoken.take() else { return };
     let _ = out
-        .send(event(json!({ "type": "speech_ended", "at_ms": spoken.last_end })))
+        .send(event(json!({ "type": "speech_ended", "at_ms": spoken.last_end() })))
         .await;
     let audio = hands
         .listener
         .as_ref()
-        .map(|l| l.audio(spoken.first_ms, spoken.last_end))
+        .map(|l| l.audio(spoken.first_ms, spoken.last_end()))
         .unwrap_or_default();
     if let Some(listener) = hands.listener.as_mut() {
         listener.hold_from(None);
