@@ -19,7 +19,8 @@ const MAX_DEFAULT_THREADS: usize = 4;
 pub struct RawConfig {
     /// Path of a ggml Whisper model, relative to `plugins.toml`.
     pub model: Option<String>,
-    /// CPU threads per transcription; absent means one per core, at most 4.
+    /// CPU threads per transcription; absent means as many as there are
+    /// free cores at each transcription, at most one per core and 4.
     pub threads: Option<u32>,
     /// Spoken language code (`en`, `de`, ...), or `auto` to detect it.
     pub language: Option<String>,
@@ -160,7 +161,7 @@ pub struct Settings {
     /// The model path as written (resolved against `plugins.toml` at load).
     pub model: PathBuf,
     /// Threads per transcription.
-    pub threads: u32,
+    pub threads: Threads,
     /// A whisper.cpp language code, or `auto`.
     pub language: String,
     /// Token picking.
@@ -171,11 +172,41 @@ pub struct Settings {
     pub audio_ctx: AudioCtx,
 }
 
+/// How many threads a transcription uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// `threads` not set: the cores other processes leave free at each
+    /// transcription ([`crate::cpu`]), at least 1 and at most this many
+    /// ([`default_threads`]).
+    Adaptive(u32),
+    /// `threads = N`: always N.
+    Fixed(u32),
+}
+
+impl Threads {
+    /// The most threads a transcription may use.
+    pub fn most(self) -> u32 {
+        match self {
+            Self::Adaptive(n) | Self::Fixed(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Adaptive(most) => write!(f, "threads adapt to the free cores, at most {most}"),
+            Self::Fixed(1) => f.write_str("1 thread"),
+            Self::Fixed(n) => write!(f, "{n} threads"),
+        }
+    }
+}
+
 /// The model used when `model` is not set.
 pub const DEFAULT_MODEL: &str = "models/whisper/ggml-tiny.en-q8_0.bin";
 
-/// Threads when `threads` is not set: one per core the process may use
-/// (cgroup limits included), at most [`MAX_DEFAULT_THREADS`].
+/// The most threads when `threads` is not set: one per core the process
+/// may use (cgroup limits included), at most [`MAX_DEFAULT_THREADS`].
 pub fn default_threads() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -195,10 +226,10 @@ impl TryFrom<RawConfig> for Settings {
             );
         }
         let threads = match raw.threads {
-            None => default_threads(),
-            Some(0) => return Err("`threads` must be at least 1 (leave it out for one per core, at most 4)".into()),
+            None => Threads::Adaptive(default_threads()),
+            Some(0) => return Err("`threads` must be at least 1 (leave it out to use the cores that are free at each transcription, at most 4)".into()),
             Some(n) if n > 256 => return Err(format!("`threads` = {n} is more than 256")),
-            Some(n) => n,
+            Some(n) => Threads::Fixed(n),
         };
         let language = raw.language.unwrap_or_else(|| "en".to_owned()).trim().to_lowercase();
         if language != "auto" && !language_known(&language) {
@@ -281,8 +312,8 @@ mod tests {
         assert_eq!(s.model, PathBuf::from(DEFAULT_MODEL));
         assert_eq!(s.language, "en");
         assert_eq!(s.strategy, Strategy::Greedy);
-        assert_eq!(s.threads, default_threads());
-        assert!((1..=4).contains(&s.threads));
+        assert_eq!(s.threads, Threads::Adaptive(default_threads()));
+        assert!((1..=4).contains(&s.threads.most()));
         assert_eq!(s.no_speech_threshold, 0.6);
         assert_eq!(s.audio_ctx, AudioCtx::Auto);
     }
@@ -293,7 +324,7 @@ mod tests {
             r#"{"model":"m.bin","threads":1,"language":"DE","strategy":"beam","beam_size":3,"no_speech_threshold":0.5,"audio_ctx":"full"}"#,
         )
         .unwrap();
-        assert_eq!(s.threads, 1);
+        assert_eq!(s.threads, Threads::Fixed(1));
         assert_eq!(s.language, "de");
         assert_eq!(s.strategy, Strategy::Beam(3));
         assert_eq!(s.audio_ctx, AudioCtx::Full);

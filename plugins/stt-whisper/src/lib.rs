@@ -6,7 +6,7 @@
 //! plugin = "stt-whisper"
 //! [stt.config]
 //! model = "models/whisper/ggml-tiny.en-q8_0.bin"  # a ggml Whisper model; relative to plugins.toml
-//! threads = 2            # default: one per core, at most 4
+//! threads = 2            # default: the cores free at each transcription (at most one per core, 4)
 //! language = "en"        # a whisper.cpp language code, or "auto" (multilingual models)
 //! strategy = "greedy"    # or "beam"
 //! beam_size = 5          # only with strategy = "beam"
@@ -35,6 +35,15 @@
 //!   `scripts/fetch-models.sh`) load like the f16 one: the type is in the
 //!   file.
 //!
+//! * `threads`: left out, each transcription uses the cores that other
+//!   processes left free over the last second, at least one and at most
+//!   one per core (4 at most) ([`cpu`]): on two cores with one busy
+//!   elsewhere, one thread is faster than two. whisper.cpp is built with
+//!   OpenMP (whisper-rs's `openmp` feature), whose threads sleep at a
+//!   barrier after a short spin instead of spinning until their time
+//!   slice ends: ggml's own pool made two Whisper engines sharing two
+//!   cores 14 times slower, OpenMP twice (ARCHITECTURE.md).
+//!
 //! Transcriptions run one at a time: they share the one decoding state (a
 //! second state would double the memory for no gain, as one transcription
 //! already uses every thread it is given). The state is reused with
@@ -43,6 +52,7 @@
 
 pub mod audio;
 pub mod config;
+pub mod cpu;
 mod logging;
 pub mod model;
 pub mod text;
@@ -98,6 +108,9 @@ struct Loaded {
     params: FullParams<'static, 'static>,
     /// The one decoding state; it holds the context (the weights) alive.
     state: Mutex<WhisperState>,
+    /// Measures the load elsewhere for adaptive threads (`None` with
+    /// `threads` set, or where `/proc` does not tell).
+    meter: Option<cpu::Meter>,
 }
 
 impl WhisperStt {
@@ -152,7 +165,7 @@ fn full_params(settings: &Settings) -> PluginResult<FullParams<'static, 'static>
             .ok_or_else(|| PluginError::new(format!("unknown language {:?}", settings.language)))?
     };
     let mut params = FullParams::new(strategy);
-    params.set_n_threads(settings.threads as i32);
+    params.set_n_threads(settings.threads.most() as i32);
     params.set_language(Some(language));
     params.set_translate(false);
     // The state is reused across requests: never condition one request on
@@ -167,6 +180,12 @@ fn full_params(settings: &Settings) -> PluginResult<FullParams<'static, 'static>
 }
 
 impl Loaded {
+    /// Threads for a transcription started now.
+    fn threads(&self) -> u32 {
+        let most = self.settings.threads.most();
+        self.meter.as_ref().map_or(most, |meter| meter.threads(most))
+    }
+
     /// Runs whisper.cpp on 16 kHz mono samples with an encoder window of
     /// `audio_ctx` frames (0: the full window).
     fn full(&self, state: &mut WhisperState, samples: &[f32], audio_ctx: u32) -> PluginResult<()> {
@@ -174,6 +193,7 @@ impl Loaded {
         let mut params = self.params.clone();
         // Set on every call: whisper.cpp keeps it in the reused state.
         params.set_audio_ctx(audio_ctx as i32);
+        params.set_n_threads(self.threads() as i32);
         state.full(params, samples).map_err(|e| {
             let detail = logging::errors(&logging::take())
                 .map(|d| format!(" ({d})"))
@@ -313,7 +333,7 @@ impl Warmable for WhisperStt {
             ctx.warn(&format!("whisper.cpp: {}", line.text));
         }
         ctx.info(&format!(
-            "loaded {model_name}: {} {}{}, {} tensors; {} thread(s), language {}, {}, {}",
+            "loaded {model_name}: {} {}{}, {} tensors; {}, language {}, {}, {}",
             info.size_name,
             info.weight_type,
             if info.multilingual {
@@ -328,12 +348,17 @@ impl Warmable for WhisperStt {
             settings.audio_ctx
         ));
         ctx.progress(1.0, &format!("{model_name} loaded"));
+        let meter = match settings.threads {
+            config::Threads::Adaptive(_) => cpu::Meter::start(),
+            config::Threads::Fixed(_) => None,
+        };
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Loaded {
             settings,
             model_name,
             info,
             params,
             state: Mutex::new(state),
+            meter,
         }));
         Ok(())
     }
@@ -343,6 +368,7 @@ impl Warmable for WhisperStt {
         ctx.check_cancelled()?;
         ctx.progress(0.0, "transcribing 1 s of silence");
         let started = Instant::now();
+        let threads = loaded.threads();
         let transcript = loaded.run(&vec![0.0; audio::WHISPER_RATE as usize])?;
         ctx.progress(1.0, "warm");
         let heard = if transcript.text.is_empty() {
@@ -351,9 +377,12 @@ impl Warmable for WhisperStt {
             format!("heard {:?}", transcript.text.as_str())
         };
         Ok(format!(
-            "transcribed 1 s of silence with {} ({} threads, {}) in {:.2} s: {heard}",
+            "transcribed 1 s of silence with {} ({}, {}) in {:.2} s: {heard}",
             loaded.model_name,
-            loaded.settings.threads,
+            match loaded.settings.threads {
+                config::Threads::Adaptive(most) => format!("{threads} of at most {most} threads, as cores are free"),
+                fixed => fixed.to_string(),
+            },
             loaded.settings.audio_ctx,
             started.elapsed().as_secs_f64()
         ))
