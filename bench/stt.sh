@@ -2,9 +2,10 @@
 # bench/stt.sh - Hearth's stt-whisper engine against whisper.cpp's own C API
 # and against faster-whisper (CTranslate2 int8), in one run.
 #
-# Every side runs the same Whisper tiny.en weights with the same threads and
-# greedy decoding (best_of 5 for the temperature fallback, no-speech
-# threshold 0.6, English, no context), on the same clips:
+# Every side runs the same Whisper tiny.en weights with the same threads
+# (but Hearth q8_0, which runs the default) and greedy decoding (best_of 5
+# for the temperature fallback, no-speech threshold 0.6, English, no
+# context), on the same clips:
 #
 #   jfk        samples/jfk.wav (11 s, 16 kHz): the timed clip
 #   corpus     bench/tts-sentences.txt spoken by Hearth's Piper voice, one
@@ -19,15 +20,22 @@
 #                 cdylib opened by the host's loader (load, warmup, RUNS
 #                 transcriptions), models/whisper/ggml-tiny.en.bin (f16),
 #                 the default audio_ctx "auto"
-#   hearth q8_0   the same with models/whisper/ggml-tiny.en-q8_0.bin: the
-#                 default model
+#   hearth q8_0   the same with models/whisper/ggml-tiny.en-q8_0.bin and
+#                 `threads` left out: the default model and threads (as
+#                 many as the cores other processes leave free, at most
+#                 one per core: 2 here when idle, 1 beside a busy core)
 #   hearth q5_1   the same with models/whisper/ggml-tiny.en-q5_1.bin
 #   whisper.cpp   bench/stt_whisper_ref.c linked against libwhisper built by
-#                 whisper.cpp's own CMake (Release, GGML_NATIVE=OFF,
-#                 GGML_OPENMP=OFF, as whisper-rs-sys builds it; cached in
-#                 $HEARTH_CACHE/whisper-cli-build), f16, the encoder window
-#                 fitted the way Hearth's "auto" fits it (--audio-ctx auto),
-#                 so the ratio measures the host's overhead alone
+#                 whisper.cpp's own CMake (Release, GGML_NATIVE=OFF, OpenMP
+#                 on, as Hearth builds it through whisper-rs's "openmp"
+#                 feature; cached in $HEARTH_CACHE/whisper-cli-build), f16,
+#                 the encoder window fitted the way Hearth's "auto" fits it
+#                 (--audio-ctx auto), so the ratio measures the host's
+#                 overhead alone
+#   whisper.cpp spin  the same built with GGML_OPENMP=OFF: ggml's own thread
+#                 pool, whose barriers spin without ever yielding. Hearth
+#                 was built this way before; the load condition shows why
+#                 it no longer is
 #   whisper full  the same with whisper.cpp's default full 30 s window: what
 #                 Hearth did before audio_ctx = "auto"
 #   faster-whisper  bench/stt_faster_whisper.py: faster-whisper 1.2.1
@@ -39,6 +47,11 @@
 #   cold          one transcription in a fresh process right after load, no
 #                 warmup: `hearth transcribe --json` against the reference
 #                 with --no-warmup
+#
+# Two conditions, in this order: the machine idle, then with a background
+# load the script starts and stops itself: LOAD busy-looping processes
+# (default 1, one busy core). Under load only the timed sides run (hearth
+# f16 and q8_0, both whisper.cpp builds, faster-whisper).
 #
 # Rounds alternate the sides so all see the same machine noise. The table
 # gives medians of wall time and of process CPU time (all threads; ggml's
@@ -52,7 +65,9 @@
 # whisper-rs-sys ships without its examples/ directory. The C API driver
 # does what whisper-cli does for one file, minus its output formatting.
 #
-# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N] [--long] [--no-peer]
+# Usage: bench/stt.sh [--rounds N] [--runs N] [--threads N] [--load N] [--long] [--no-peer]
+#   --load N    busy-looping processes in the load condition (default 1;
+#               0 leaves the load condition out)
 #   --no-peer   leave faster-whisper out (no venv to make)
 # Environment: CARGO_TARGET_DIR, HEARTH_CACHE (default ~/.cache/hearth),
 # PYTHON (default python3). faster-whisper is installed from PyPI once into
@@ -66,6 +81,7 @@ PYTHON=${PYTHON:-python3}
 ROUNDS=3
 RUNS=3
 THREADS=2
+LOAD=1
 LONG=0
 PEER=1
 while [ $# -gt 0 ]; do
@@ -73,6 +89,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2;;
     --runs) RUNS=$2; shift 2;;
     --threads) THREADS=$2; shift 2;;
+    --load) LOAD=$2; shift 2;;
     --long) LONG=1; shift;;
     --no-peer) PEER=0; shift;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
@@ -107,24 +124,30 @@ if [ -z "$SRC" ]; then
   SRC=$(find_src)
 fi
 [ -n "$SRC" ] && [ -f "$SRC/include/whisper.h" ] || die "whisper.cpp source of whisper-rs-sys $SYS_VERSION not found"
-BUILD=$CACHE/whisper-cli-build/whisper-rs-sys-$SYS_VERSION
-REF=$BUILD/stt_whisper_ref
-if [ ! -f "$BUILD/.built" ]; then
-  say "building whisper.cpp from $SRC into $BUILD (once; about 2 min)"
-  mkdir -p "$BUILD"
-  cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-    -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DGGML_METAL=OFF \
-    -DWHISPER_BUILD_EXAMPLES=OFF -DWHISPER_BUILD_TESTS=OFF -DWHISPER_BUILD_SERVER=OFF >"$BUILD/build.log" 2>&1 \
-    || { tail -20 "$BUILD/build.log" >&2; die "cmake configure failed (is cmake installed? scripts/install-deps.sh)"; }
-  cmake --build "$BUILD" --target whisper -j 2 >>"$BUILD/build.log" 2>&1 || { tail -20 "$BUILD/build.log" >&2; die "cmake build failed"; }
-  touch "$BUILD/.built"
-fi
-if [ ! -x "$REF" ] || [ "$ROOT/bench/stt_whisper_ref.c" -nt "$REF" ]; then
-  mapfile -t LIBS < <(find "$BUILD" -name 'libwhisper.a'; find "$BUILD" -name 'libggml*.a' | sort -r)
-  cc -O2 -o "$REF" "$ROOT/bench/stt_whisper_ref.c" -I"$SRC/include" -I"$SRC/ggml/include" \
-    -Wl,--start-group "${LIBS[@]}" -Wl,--end-group -lstdc++ -lm -lpthread -ldl \
-    || die "cannot compile bench/stt_whisper_ref.c"
-fi
+build_ref() { # build_ref NAME OPENMP(ON|OFF): prints the driver's path
+  local build=$CACHE/whisper-cli-build/whisper-rs-sys-$SYS_VERSION-$1 ref omp=()
+  ref=$build/stt_whisper_ref
+  if [ ! -f "$build/.built" ]; then
+    say "building whisper.cpp (GGML_OPENMP=$2) from $SRC into $build (once; about 2 min)"
+    mkdir -p "$build"
+    cmake -S "$SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+      -DGGML_NATIVE=OFF -DGGML_OPENMP="$2" -DGGML_METAL=OFF \
+      -DWHISPER_BUILD_EXAMPLES=OFF -DWHISPER_BUILD_TESTS=OFF -DWHISPER_BUILD_SERVER=OFF >"$build/build.log" 2>&1 \
+      || { tail -20 "$build/build.log" >&2; die "cmake configure failed (is cmake installed? scripts/install-deps.sh)"; }
+    cmake --build "$build" --target whisper -j 2 >>"$build/build.log" 2>&1 || { tail -20 "$build/build.log" >&2; die "cmake build failed"; }
+    touch "$build/.built"
+  fi
+  [ "$2" = ON ] && omp=(-fopenmp)
+  if [ ! -x "$ref" ] || [ "$ROOT/bench/stt_whisper_ref.c" -nt "$ref" ]; then
+    mapfile -t LIBS < <(find "$build" -name 'libwhisper.a'; find "$build" -name 'libggml*.a' | sort -r)
+    cc -O2 -o "$ref" "$ROOT/bench/stt_whisper_ref.c" -I"$SRC/include" -I"$SRC/ggml/include" \
+      -Wl,--start-group "${LIBS[@]}" -Wl,--end-group "${omp[@]}" -lstdc++ -lm -lpthread -ldl >&2 \
+      || die "cannot compile bench/stt_whisper_ref.c"
+  fi
+  echo "$ref"
+}
+REF=$(build_ref openmp ON)
+REF_SPIN=$(build_ref spin OFF)
 
 # ---- faster-whisper, in a venv of its own ---------------------------------------------------
 VENV=$CACHE/venv-faster-whisper
@@ -157,7 +180,7 @@ HEARTH=$TARGET/release/hearth
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-config() { # config NAME MODEL
+config() { # config NAME MODEL [THREADS-LINE]
   cat > "$TMP/$1.toml" <<EOF
 [host]
 plugin_dir = "$TARGET/release"
@@ -167,11 +190,11 @@ plugin = "stt-whisper"
 
 [stt.config]
 model = "$2"
-threads = $THREADS
+${3-threads = $THREADS}
 EOF
 }
 config hearth "$MODEL"
-config q8_0 "$W/ggml-tiny.en-q8_0.bin"
+config q8_0 "$W/ggml-tiny.en-q8_0.bin" ""
 config q5_1 "$W/ggml-tiny.en-q5_1.bin"
 
 # ---- clips ---------------------------------------------------------------------------------
@@ -216,35 +239,63 @@ for clip in "${CLIPS[@]}"; do printf '%s\t%s\n' "$(basename "$clip")" "${TEXTS[$
 mkdir -p "$ROOT/bench/results"
 RESULTS=$ROOT/bench/results/stt-$(date +%Y%m%d-%H%M%S).jsonl
 say "$ROUNDS round(s) of $RUNS run(s) per clip, $THREADS thread(s); load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
-tag() { sed "s|^{|{\"who\":\"$1\",\"clip\":\"$(basename "$2")\",|" >> "$RESULTS"; }
+tag() { sed "s|^{|{\"who\":\"$1\",\"condition\":\"$CONDITION\",\"clip\":\"$(basename "$2")\",|" >> "$RESULTS"; }
 hearth_run() { # hearth_run WHO CLIP
   timeout 300 "$BENCH" -c "$TMP/$1.toml" --runs "$RUNS" --timeout 60s --time-limit 5m "$2" 2>"$TMP/hearth.log" \
     | tag "$1" "$2" || { cat "$TMP/hearth.log" >&2; die "hearth bench ($1) failed"; }
 }
-for round in $(seq 1 "$ROUNDS"); do
-  for clip in "${CLIPS[@]}"; do
-    say "round $round/$ROUNDS, $(basename "$clip")"
-    hearth_run hearth "$clip"
-    timeout 300 "$REF" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" --audio-ctx auto | tag whisper "$clip" \
-      || die "whisper.cpp reference failed"
-    if [ "$PEER" = 1 ]; then
-      HF_HUB_OFFLINE=1 timeout 300 "$VENV/bin/python" "$ROOT/bench/stt_faster_whisper.py" --model "$FW" \
-        --threads "$THREADS" --compute-type int8 --runs "$RUNS" "$clip" 2>"$TMP/fw.log" | tag faster-whisper "$clip" \
-        || { cat "$TMP/fw.log" >&2; die "faster-whisper failed"; }
-    fi
-    hearth_run q8_0 "$clip"
-    hearth_run q5_1 "$clip"
-    timeout 300 "$REF" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" | tag whisper-full "$clip" \
-      || die "whisper.cpp reference (full window) failed"
+ref_run() { # ref_run WHO DRIVER CLIP [ARGS...]
+  local who=$1 driver=$2 clip=$3
+  shift 3
+  timeout 300 "$driver" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" "$@" | tag "$who" "$clip" \
+    || die "whisper.cpp reference ($who) failed"
+}
+LOAD_PIDS=()
+stop_load() {
+  local pid
+  for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${LOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  LOAD_PIDS=()
+}
+trap 'stop_load; rm -rf "$TMP"' EXIT
+CONDITIONS=(idle)
+[ "$LOAD" -gt 0 ] && CONDITIONS+=(load)
+for CONDITION in "${CONDITIONS[@]}"; do
+  if [ "$CONDITION" = load ]; then
+    say "starting the background load: $LOAD busy-looping process(es)"
+    for _ in $(seq 1 "$LOAD"); do
+      timeout 3600 sh -c 'while :; do :; done' &
+      LOAD_PIDS+=($!)
+    done
+    sleep 1
+  fi
+  for round in $(seq 1 "$ROUNDS"); do
+    for clip in "${CLIPS[@]}"; do
+      say "$CONDITION, round $round/$ROUNDS, $(basename "$clip")"
+      hearth_run hearth "$clip"
+      ref_run whisper "$REF" "$clip" --audio-ctx auto
+      if [ "$PEER" = 1 ]; then
+        HF_HUB_OFFLINE=1 timeout 300 "$VENV/bin/python" "$ROOT/bench/stt_faster_whisper.py" --model "$FW" \
+          --threads "$THREADS" --compute-type int8 --runs "$RUNS" "$clip" 2>"$TMP/fw.log" | tag faster-whisper "$clip" \
+          || { cat "$TMP/fw.log" >&2; die "faster-whisper failed"; }
+      fi
+      hearth_run q8_0 "$clip"
+      ref_run whisper-spin "$REF_SPIN" "$clip" --audio-ctx auto
+      [ "$CONDITION" = idle ] || continue
+      hearth_run q5_1 "$clip"
+      ref_run whisper-full "$REF" "$clip"
+    done
+    [ "$CONDITION" = idle ] || continue
+    say "round $round/$ROUNDS, cold"
+    HEARTH_LOG=warn timeout 120 "$HEARTH" transcribe "$CLIP" -c "$TMP/hearth.toml" --json | tag hearth-cold "$CLIP"
+    ref_run whisper-cold "$REF" "$CLIP" --runs 1 --no-warmup --audio-ctx auto
   done
-  say "round $round/$ROUNDS, cold"
-  HEARTH_LOG=warn timeout 120 "$HEARTH" transcribe "$CLIP" -c "$TMP/hearth.toml" --json | tag hearth-cold "$CLIP"
-  timeout 120 "$REF" "$MODEL" "$CLIP" --threads "$THREADS" --runs 1 --no-warmup --audio-ctx auto | tag whisper-cold "$CLIP"
+  stop_load
 done
 say "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- table ---------------------------------------------------------------------------------
-"$PYTHON" - "$RESULTS" "$TMP/texts.tsv" "$ROOT/tests" <<'EOF'
+"$PYTHON" - "$RESULTS" "$TMP/texts.tsv" "$ROOT/tests" "$LOAD" <<'EOF'
 import json, re, statistics, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
@@ -254,46 +305,54 @@ sys.path.insert(0, sys.argv[3])
 from wer import normalize as words, wer  # tests/wer.py: the test suites' definition
 
 names = {"hearth": "hearth f16", "q8_0": "hearth q8_0 (default)", "q5_1": "hearth q5_1",
-         "whisper": "whisper.cpp C API, same window", "whisper-full": "whisper.cpp C API, full 30 s window",
-         "faster-whisper": "faster-whisper int8"}
+         "whisper": "whisper.cpp C API, same window", "whisper-spin": "whisper.cpp, spin barriers",
+         "whisper-full": "whisper.cpp C API, full 30 s window", "faster-whisper": "faster-whisper int8"}
+conditions = list(dict.fromkeys(r["condition"] for r in rows))
 print()
-print(f"{'clip':<11} {'engine':<36} {'median ms':>10} {'min ms':>8} {'cpu ms':>8} {'RTF':>6} {'WER %':>6} {'runs':>5}  engine version")
+print(f"{'condition':<9} {'clip':<11} {'engine':<36} {'median ms':>10} {'min ms':>8} {'cpu ms':>8} {'RTF':>6} {'WER %':>6} {'runs':>5}  engine version")
 summary = {}
-for clip in dict.fromkeys(r["clip"] for r in rows if not r["who"].endswith("-cold")):
-    for who in names:
-        mine = [r for r in rows if r["who"] == who and r["clip"] == clip]
-        if not mine:
-            continue
-        runs = [ms for r in mine for ms in r["run_ms"]]
-        cpu = [ms for r in mine for ms in r.get("cpu_ms", []) if ms is not None]
-        errors = [wer(texts[clip], r["text"]) for r in mine]
-        s = summary[clip, who] = {"median": med(runs), "wer": max(errors), "texts": {" ".join(words(r["text"])) for r in mine}}
-        print(f"{clip:<11} {names[who]:<36} {s['median']:>10.0f} {min(runs):>8.0f} {med(cpu):>8.0f} "
-              f"{s['median'] / 1e3 / mine[0]['audio_seconds']:>6.3f} {100 * s['wer']:>6.1f} {len(runs):>5}  {mine[0]['engine']}")
+for cond in conditions:
+    for clip in dict.fromkeys(r["clip"] for r in rows if not r["who"].endswith("-cold")):
+        for who in names:
+            mine = [r for r in rows if r["who"] == who and r["clip"] == clip and r["condition"] == cond]
+            if not mine:
+                continue
+            runs = [ms for r in mine for ms in r["run_ms"]]
+            cpu = [ms for r in mine for ms in r.get("cpu_ms", []) if ms is not None]
+            errors = [wer(texts[clip], r["text"]) for r in mine]
+            s = summary[cond, clip, who] = {"median": med(runs), "wer": max(errors),
+                                            "texts": {" ".join(words(r["text"])) for r in mine}}
+            print(f"{cond:<9} {clip:<11} {names[who]:<36} {s['median']:>10.0f} {min(runs):>8.0f} {med(cpu):>8.0f} "
+                  f"{s['median'] / 1e3 / mine[0]['audio_seconds']:>6.3f} {100 * s['wer']:>6.1f} {len(runs):>5}  {mine[0]['engine']}")
 
 cold = {who: [r for r in rows if r["who"] == who] for who in ("hearth-cold", "whisper-cold")}
 if all(cold.values()):
     h = med([r.get("transcribe_ms", 0) for r in cold["hearth-cold"]])
     w = med([ms for r in cold["whisper-cold"] for ms in r["run_ms"]])
-    print(f"{'cold jfk':<11} {'hearth transcribe (fresh process)':<36} {h:>10.0f}")
-    print(f"{'cold jfk':<11} {'whisper.cpp (fresh process)':<36} {w:>10.0f}")
+    print(f"{'idle':<9} {'cold jfk':<11} {'hearth transcribe (fresh process)':<36} {h:>10.0f}")
+    print(f"{'idle':<9} {'cold jfk':<11} {'whisper.cpp (fresh process)':<36} {w:>10.0f}")
     print(f"\nratio hearth/whisper.cpp, cold process, jfk.wav: {h / w:.3f}")
+
+def same(a, b):
+    return "same text" if a["texts"] == b["texts"] and len(a["texts"]) == 1 else "text differs"
 print()
-for clip in dict.fromkeys(c for c, _ in summary):
-    f16 = summary.get((clip, "hearth"))
-    for who, goal in (("whisper", "<= 1.05"), ("whisper-full", None)):
-        other = summary.get((clip, who))
-        if f16 and other:
-            same = "same text" if f16["texts"] == other["texts"] and len(f16["texts"]) == 1 else "text differs"
-            print(f"ratio {'hearth f16/' + names[who]:<50} {clip:<11} {f16['median'] / other['median']:.3f}  "
-                  f"({same}; WER {100 * f16['wer']:.1f} vs {100 * other['wer']:.1f} %)" + (f"  target {goal}" if goal else ""))
-    peer = summary.get((clip, "faster-whisper"))
-    for who in ("q8_0", "hearth", "q5_1"):
-        mine = summary.get((clip, who))
-        if mine and peer:
-            same = "same text" if mine["texts"] == peer["texts"] and len(mine["texts"]) == 1 else "text differs"
-            goal = "  target <= 1.0 with the same text" if who == "q8_0" and clip == "jfk.wav" else ""
-            print(f"ratio {names[who] + '/faster-whisper int8':<50} {clip:<11} {mine['median'] / peer['median']:.3f}  "
-                  f"({same}; WER {100 * mine['wer']:.1f} vs {100 * peer['wer']:.1f} %){goal}")
+for cond in conditions:
+    for clip in dict.fromkeys(c for k, c, _ in summary if k == cond):
+        f16 = summary.get((cond, clip, "hearth"))
+        for who, goal in (("whisper", "<= 1.05"), ("whisper-spin", None), ("whisper-full", None)):
+            other = summary.get((cond, clip, who))
+            if f16 and other:
+                print(f"{cond:<5} ratio {'hearth f16/' + names[who]:<50} {clip:<11} {f16['median'] / other['median']:.3f}  "
+                      f"({same(f16, other)}; WER {100 * f16['wer']:.1f} vs {100 * other['wer']:.1f} %)"
+                      + (f"  target {goal}" if goal else ""))
+        peer = summary.get((cond, clip, "faster-whisper"))
+        for who in ("q8_0", "hearth", "q5_1"):
+            mine = summary.get((cond, clip, who))
+            if mine and peer:
+                goal = "  target <= 1.0 with the same text" if who == "q8_0" and clip == "jfk.wav" else ""
+                print(f"{cond:<5} ratio {names[who] + '/faster-whisper int8':<50} {clip:<11} {mine['median'] / peer['median']:.3f}  "
+                      f"({same(mine, peer)}; WER {100 * mine['wer']:.1f} vs {100 * peer['wer']:.1f} %){goal}")
+if "load" in conditions:
+    print(f"load = {sys.argv[4]} busy-looping process(es) beside the engine")
 print(f"raw results: {sys.argv[1]}")
 EOF
