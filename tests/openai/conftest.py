@@ -5,7 +5,10 @@ Two kinds of server, never at the same time:
 
 - the real default engines (`plugins.toml`: Piper, Whisper, SmolLM2 on a
   llama-server the chat plugin starts on its fixed port 8089), one per
-  session (`real`), started when the first test needs it;
+  session (`real`), started when the first test needs it. Its voice runs
+  with `noise_scale = 0` and `noise_w = 0`, so that the same text is the
+  same audio every time: with Piper's random noise, one take in a few
+  dozen of a round-trip sentence was heard with a second wrong word;
 - scripted engines (the test fixture plugins in `plugins/scripted*`), one
   per test or module, in `test_scripted.py`, which runs first (see
   `pytest_collection_modifyitems`), so its servers are gone before the
@@ -28,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -63,8 +67,20 @@ def _alarm():
         signal.signal(signal.SIGALRM, previous)
 
 
+def deterministic_config(directory: Path) -> Path:
+    """plugins.toml, its model paths made absolute, with the voice's noise
+    turned off (see the module doc)."""
+    text = (ROOT / "plugins.toml").read_text().replace('"models/', f'"{ROOT}/models/')
+    if "\n[tts.config]\n" not in text:
+        pytest.fail("plugins.toml has no [tts.config] table", pytrace=False)
+    text = text.replace("\n[tts.config]\n", "\n[tts.config]\nnoise_scale = 0.0\nnoise_w = 0.0\n", 1)
+    path = directory / "plugins.toml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture(scope="session")
-def real():
+def real(tmp_path_factory):
     """`hearth serve` with the real default engines of plugins.toml, every
     service ready (STT too)."""
     for path in (ROOT / "plugins.toml", VOICE_JSON, JFK):
@@ -81,7 +97,7 @@ def real():
                 pytrace=False,
             )
         time.sleep(0.5)
-    server = Server(ROOT / "plugins.toml", name="real")
+    server = Server(deterministic_config(tmp_path_factory.mktemp("real")), name="real")
     try:
         server.wait_live()
         server.wait_ready(timeout=120.0)
