@@ -6,17 +6,22 @@
 # compares the time from the end of the clip to the first reply audio when
 # the speech is transcribed as it is spoken (incremental) and when it is
 # transcribed at the end (target ratio <= 0.6), with the VAD's real-time
-# factor. Usage: bench/conversation.sh [RUNS]
+# factor. With LOAD > 0 the hands-free case runs again beside LOAD
+# busy-looping processes (bench/load.sh), the "one core busy" figures.
+# Usage: bench/conversation.sh [RUNS [LOAD]]   (defaults: 5, 0)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RUNS=${1:-5}
+LOAD=${2:-0}
+# shellcheck source=bench/load.sh
+source bench/load.sh
 export GGML_NATIVE=OFF
 ./scripts/fetch-models.sh >/dev/null
 cargo build --release -q --workspace
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 HEARTH_LOG=warn ./target/release/hearth serve --config plugins.toml --listen "127.0.0.1:$port" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+trap 'stop_load; kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 # READY does not wait for the optional STT; this benchmark needs it.
 stt_ready() {
   curl -s "http://127.0.0.1:$port/api/ready" \
@@ -27,3 +32,10 @@ stt_ready || { echo "Hearth (with STT and VAD) did not become ready" >&2; exit 1
 ./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS"
 ./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
   --time-limit 15m
+if [ "$LOAD" -gt 0 ]; then
+  echo "== hands-free beside $LOAD busy-looping process(es)"
+  start_load "$LOAD"
+  ./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
+    --time-limit 15m
+  stop_load
+fi

@@ -250,24 +250,15 @@ ref_run() { # ref_run WHO DRIVER CLIP [ARGS...]
   timeout 300 "$driver" "$MODEL" "$clip" --threads "$THREADS" --runs "$RUNS" "$@" | tag "$who" "$clip" \
     || die "whisper.cpp reference ($who) failed"
 }
-LOAD_PIDS=()
-stop_load() {
-  local pid
-  for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${LOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  LOAD_PIDS=()
-}
+# shellcheck source=bench/load.sh
+source "$ROOT/bench/load.sh"
 trap 'stop_load; rm -rf "$TMP"' EXIT
 CONDITIONS=(idle)
 [ "$LOAD" -gt 0 ] && CONDITIONS+=(load)
 for CONDITION in "${CONDITIONS[@]}"; do
   if [ "$CONDITION" = load ]; then
     say "starting the background load: $LOAD busy-looping process(es)"
-    for _ in $(seq 1 "$LOAD"); do
-      timeout 3600 sh -c 'while :; do :; done' &
-      LOAD_PIDS+=($!)
-    done
-    sleep 1
+    start_load "$LOAD"
   fi
   for round in $(seq 1 "$ROUNDS"); do
     for clip in "${CLIPS[@]}"; do

@@ -89,13 +89,8 @@ BENCH=$TARGET/release/tts-bench
 [ -x "$BENCH" ] && [ -f "$TARGET/release/libhearth_tts_piper.so" ] || die "build output missing under $TARGET/release"
 
 TMP=$(mktemp -d)
-LOAD_PIDS=()
-stop_load() {
-  local pid
-  for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${LOAD_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  LOAD_PIDS=()
-}
+# shellcheck source=bench/load.sh
+source "$ROOT/bench/load.sh"
 trap 'stop_load; rm -rf "$TMP"' EXIT
 config() { # config NAME EXTRA-TOML-LINE
   cat > "$TMP/$1.toml" <<EOF
@@ -132,11 +127,7 @@ say "$ROUNDS round(s) of $RUNS run(s) over $(grep -cv '^\s*\(#\|$\)' "$SENTENCES
 for condition in idle load; do
   if [ "$condition" = load ]; then
     say "starting the background load: $LOAD busy-looping process(es)"
-    for _ in $(seq 1 "$LOAD"); do
-      timeout 1800 sh -c 'while :; do :; done' &
-      LOAD_PIDS+=($!)
-    done
-    sleep 1
+    start_load "$LOAD"
   fi
   for round in $(seq 1 "$ROUNDS"); do
     say "$condition, round $round/$ROUNDS"
