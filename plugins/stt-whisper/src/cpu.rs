@@ -15,8 +15,13 @@
 //! `/proc/self/stat` (this process's own jiffies) every
 //! [`INTERVAL`] on a thread of its own, which it stops and joins when it is
 //! dropped. What other processes used is the cores' busy time minus this
-//! process's. Where `/proc` cannot be read (not Linux), [`Meter::start`]
-//! returns `None` and the configured most is used.
+//! process's. That is the past second, so at each transcription it is
+//! capped by what runs now: `procs_running` in `/proc/stat`, less the
+//! calling thread, the fewest of three readings a millisecond apart. Without the cap, a conversation's transcription right
+//! after the previous reply's synthesis and chat took one thread on an
+//! idle machine (626 ms instead of 381 on the JFK clip). Where `/proc`
+//! cannot be read (not Linux), [`Meter::start`] returns `None` and the
+//! configured most is used.
 
 use std::{
     collections::VecDeque,
@@ -34,6 +39,9 @@ pub const INTERVAL: Duration = Duration::from_millis(250);
 /// How many samples the meter keeps: the window is `(WINDOW - 1) *
 /// INTERVAL`, one second.
 const WINDOW: usize = 5;
+
+/// Readings of the tasks running now per transcription.
+const NOW_READINGS: usize = 3;
 
 /// Load elsewhere below this fraction of a core is ignored: a machine's
 /// background noise (a shell, a log line) must not halve the threads.
@@ -62,6 +70,18 @@ pub fn busy_elsewhere(before: Sample, after: Sample, cpus: usize) -> Option<f64>
     let busy = after.busy.saturating_sub(before.busy) as f64;
     let own = after.own.saturating_sub(before.own) as f64;
     Some(((busy - own) / elapsed).clamp(0.0, cpus as f64))
+}
+
+/// Other tasks runnable now, from `/proc/stat` text: `procs_running` less
+/// the thread that reads it.
+pub fn running_elsewhere(stat: &str) -> Option<f64> {
+    let running: u32 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("procs_running"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(f64::from(running.saturating_sub(1)))
 }
 
 /// Threads for one transcription: the cores left free by `elsewhere` busy
@@ -185,11 +205,25 @@ impl Meter {
         busy_elsewhere(*samples.front()?, *samples.back()?, self.cpus)
     }
 
-    /// Threads for a transcription now: see [`choose`]; `most` until the
+    /// Threads for a transcription now: see [`choose`], with the load of
+    /// the past second capped by the tasks running now; `most` until the
     /// meter has measured.
     pub fn threads(&self, most: u32) -> u32 {
-        self.busy_elsewhere()
-            .map_or(most, |elsewhere| choose(most, self.cpus, elsewhere))
+        let Some(past) = self.busy_elsewhere() else {
+            return most;
+        };
+        // The fewest of a few readings a millisecond apart: a task that
+        // wakes for a moment (the host passing the audio on) is not load.
+        let now = (0..NOW_READINGS)
+            .filter_map(|i| {
+                if i > 0 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                running_elsewhere(&std::fs::read_to_string("/proc/stat").ok()?)
+            })
+            .reduce(f64::min)
+            .unwrap_or(past);
+        choose(most, self.cpus, past.min(now))
     }
 }
 
@@ -221,13 +255,20 @@ mod tests {
     const STAT: &str = "cpu  300 0 100 900 10 0 0 0 0 0\n\
                         cpu0 100 0 50 400 5 0 0 0 0 0\n\
                         cpu1 200 0 50 500 5 0 0 0 0 0\n\
-                        intr 12345\nctxt 99\n";
+                        intr 12345\nctxt 99\nprocs_running 3\nprocs_blocked 0\n";
 
     #[test]
     fn only_the_allowed_cores_are_summed() {
         assert_eq!(cores_ticks(STAT, &[0, 1]), Some((400, 1310)));
         assert_eq!(cores_ticks(STAT, &[1]), Some((250, 755)));
         assert_eq!(cores_ticks(STAT, &[4]), None);
+    }
+
+    #[test]
+    fn the_tasks_running_now_exclude_the_reader() {
+        assert_eq!(running_elsewhere(STAT), Some(2.0));
+        assert_eq!(running_elsewhere("procs_running 1\n"), Some(0.0));
+        assert_eq!(running_elsewhere("cpu 1 2 3\n"), None);
     }
 
     #[test]
