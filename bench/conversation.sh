@@ -29,13 +29,15 @@ stt_ready() {
 }
 for _ in $(seq 600); do stt_ready 2>/dev/null && break; sleep 0.2; done
 stt_ready || { echo "Hearth (with STT and VAD) did not become ready" >&2; exit 1; }
+hands_free() {
+  ./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
+    --time-limit 15m
+}
 ./target/release/conversation-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS"
-./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
-  --time-limit 15m
+hands_free
 if [ "$LOAD" -gt 0 ]; then
   echo "== hands-free beside $LOAD busy-looping process(es)"
   start_load "$LOAD"
-  ./target/release/hands-free-latency "ws://127.0.0.1:$port/ws/conversation" samples/jfk.wav --runs "$RUNS" \
-    --time-limit 15m
+  hands_free
   stop_load
 fi

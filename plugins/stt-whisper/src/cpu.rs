@@ -12,21 +12,21 @@
 //!
 //! A [`Meter`] samples `/proc/stat` (the jiffies of the cores this process
 //! may run on, from `Cpus_allowed_list` in `/proc/self/status`) and
-//! `/proc/self/stat` (this process's own jiffies) every
-//! [`INTERVAL`] on a thread of its own, which it stops and joins when it is
-//! dropped. What other processes used is the cores' busy time minus this
-//! process's. That is the past second, so at each transcription it is
-//! capped by what runs now: `procs_running` in `/proc/stat`, less the
-//! calling thread, the fewest of three readings a millisecond apart. Without the cap, a conversation's transcription right
-//! after the previous reply's synthesis and chat took one thread on an
-//! idle machine (626 ms instead of 381 on the JFK clip). Where `/proc`
-//! cannot be read (not Linux), [`Meter::start`] returns `None` and the
-//! configured most is used.
+//! `/proc/self/stat` (this process's own jiffies) every [`INTERVAL`] on a
+//! thread of its own, which it stops and joins when it is dropped. What
+//! other processes used is the cores' busy time minus this process's.
+//! That is the past second, so at each transcription it is capped by what
+//! runs now: `procs_running` in `/proc/stat`, less the calling thread, the
+//! fewest of three readings a millisecond apart. Without the cap, a
+//! conversation's transcription right after the previous reply's synthesis
+//! and chat took one thread on an idle machine (626 ms instead of 385 on
+//! the JFK clip). Where `/proc` cannot be read (not Linux),
+//! [`Meter::start`] returns `None` and the configured most is used.
 
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        mpsc::{self, RecvTimeoutError},
         Arc, Mutex,
     },
     thread::{self, JoinHandle},
@@ -82,6 +82,12 @@ pub fn running_elsewhere(stat: &str) -> Option<f64> {
         .parse()
         .ok()?;
     Some(f64::from(running.saturating_sub(1)))
+}
+
+/// The load to go by: the past window's, capped by the fewest tasks seen
+/// running in `now`'s readings (the past alone when there are none).
+pub fn load_now(past: f64, now: impl IntoIterator<Item = f64>) -> f64 {
+    now.into_iter().fold(past, f64::min)
 }
 
 /// Threads for one transcription: the cores left free by `elsewhere` busy
@@ -154,7 +160,8 @@ fn read(cpus: &[usize]) -> Option<Sample> {
 pub struct Meter {
     cpus: usize,
     samples: Arc<Mutex<VecDeque<Sample>>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread: its wait ends at once.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -164,17 +171,13 @@ impl Meter {
         let allowed = allowed_cpus(&std::fs::read_to_string("/proc/self/status").ok()?)?;
         let first = read(&allowed)?;
         let samples = Arc::new(Mutex::new(VecDeque::from([first])));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, halt) = (Arc::clone(&samples), Arc::clone(&stop));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let s = Arc::clone(&samples);
         let cpus = allowed.len();
         let thread = thread::Builder::new()
             .name("stt-cpu-meter".into())
             .spawn(move || {
-                while !halt.load(Ordering::Acquire) {
-                    thread::park_timeout(INTERVAL);
-                    if halt.load(Ordering::Acquire) {
-                        break;
-                    }
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                     if let Some(sample) = read(&allowed) {
                         let mut samples = s.lock().unwrap_or_else(|e| e.into_inner());
                         if samples.len() == WINDOW {
@@ -188,7 +191,7 @@ impl Meter {
         Some(Meter {
             cpus,
             samples,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -214,26 +217,22 @@ impl Meter {
         };
         // The fewest of a few readings a millisecond apart: a task that
         // wakes for a moment (the host passing the audio on) is not load.
-        let now = (0..NOW_READINGS)
-            .filter_map(|i| {
-                if i > 0 {
-                    thread::sleep(Duration::from_millis(1));
-                }
-                running_elsewhere(&std::fs::read_to_string("/proc/stat").ok()?)
-            })
-            .reduce(f64::min)
-            .unwrap_or(past);
-        choose(most, self.cpus, past.min(now))
+        let now = (0..NOW_READINGS).filter_map(|i| {
+            if i > 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+            running_elsewhere(&std::fs::read_to_string("/proc/stat").ok()?)
+        });
+        choose(most, self.cpus, load_now(past, now))
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.take();
         if let Some(thread) = self.thread.take() {
             // Joined, not detached: the host may unload this library after
             // shutdown, and the thread runs its code.
-            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -269,6 +268,14 @@ mod tests {
         assert_eq!(running_elsewhere(STAT), Some(2.0));
         assert_eq!(running_elsewhere("procs_running 1\n"), Some(0.0));
         assert_eq!(running_elsewhere("cpu 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn past_load_that_has_ended_does_not_count() {
+        assert_eq!(load_now(1.0, [0.0, 1.0, 0.0]), 0.0, "the previous turn has ended");
+        assert_eq!(load_now(1.0, [1.0, 2.0, 1.0]), 1.0, "a busy loop is still running");
+        assert_eq!(load_now(0.1, [3.0, 2.0, 2.0]), 0.1, "a moment's tasks are not load");
+        assert_eq!(load_now(0.8, []), 0.8, "nothing read: the past alone");
     }
 
     #[test]

@@ -187,13 +187,13 @@ impl Loaded {
     }
 
     /// Runs whisper.cpp on 16 kHz mono samples with an encoder window of
-    /// `audio_ctx` frames (0: the full window).
-    fn full(&self, state: &mut WhisperState, samples: &[f32], audio_ctx: u32) -> PluginResult<()> {
+    /// `audio_ctx` frames (0: the full window), on `threads` threads.
+    fn full(&self, state: &mut WhisperState, samples: &[f32], audio_ctx: u32, threads: u32) -> PluginResult<()> {
         logging::take();
         let mut params = self.params.clone();
         // Set on every call: whisper.cpp keeps it in the reused state.
         params.set_audio_ctx(audio_ctx as i32);
-        params.set_n_threads(self.threads() as i32);
+        params.set_n_threads(threads as i32);
         state.full(params, samples).map_err(|e| {
             let detail = logging::errors(&logging::take())
                 .map(|d| format!(" ({d})"))
@@ -203,15 +203,17 @@ impl Loaded {
         Ok(())
     }
 
-    /// Transcribes 16 kHz mono samples.
-    fn run(&self, samples: &[f32]) -> PluginResult<Transcript> {
+    /// Transcribes 16 kHz mono samples; also says on how many threads
+    /// (chosen once the decoding state is ours, so a transcription queued
+    /// behind another does not count the other's threads as load).
+    fn run(&self, samples: &[f32]) -> PluginResult<(Transcript, u32)> {
         let mut transcript = Transcript {
             text: Default::default(),
             segments: Default::default(),
             language: self.settings.language.clone().into(),
         };
         if samples.len() < MIN_SAMPLES {
-            return Ok(transcript);
+            return Ok((transcript, 0));
         }
         let clip_ms = samples.len() as u64 * 1000 / u64::from(audio::WHISPER_RATE);
         let padded: Vec<f32> = std::iter::repeat_n(0.0, LEAD_IN)
@@ -219,8 +221,9 @@ impl Loaded {
             .collect();
         let samples = &padded[..];
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let threads = self.threads();
         let window = self.settings.audio_ctx.for_samples(samples.len());
-        self.full(&mut state, samples, window)?;
+        self.full(&mut state, samples, window, threads)?;
         // On silence a fitted window makes Whisper write a word ("you")
         // where the full window, as trained, lets it see there is no
         // speech. So when a fitted transcription has words that Whisper
@@ -236,7 +239,7 @@ impl Loaded {
                         .is_ok_and(|raw| !text::strip_non_speech(&raw).is_empty())
             })
         {
-            self.full(&mut state, samples, 0)?;
+            self.full(&mut state, samples, 0, threads)?;
         }
         let mut words = Vec::new();
         for segment in state.as_iter() {
@@ -269,7 +272,7 @@ impl Loaded {
             let detected = whisper_rs::get_lang_str(state.full_lang_id_from_state()).unwrap_or("");
             transcript.language = detected.into();
         }
-        Ok(transcript)
+        Ok((transcript, threads))
     }
 }
 
@@ -368,8 +371,7 @@ impl Warmable for WhisperStt {
         ctx.check_cancelled()?;
         ctx.progress(0.0, "transcribing 1 s of silence");
         let started = Instant::now();
-        let threads = loaded.threads();
-        let transcript = loaded.run(&vec![0.0; audio::WHISPER_RATE as usize])?;
+        let (transcript, threads) = loaded.run(&vec![0.0; audio::WHISPER_RATE as usize])?;
         ctx.progress(1.0, "warm");
         let heard = if transcript.text.is_empty() {
             "no text, as expected".to_owned()
@@ -401,7 +403,7 @@ impl SttEngine for WhisperStt {
     fn transcribe(&self, audio: PcmInput<'_>) -> PluginResult<Transcript> {
         let loaded = self.loaded()?;
         let samples = audio::to_whisper(&audio).map_err(|e| PluginError::new(format!("cannot transcribe: {e}")))?;
-        loaded.run(&samples)
+        loaded.run(&samples).map(|(transcript, _)| transcript)
     }
 }
 
