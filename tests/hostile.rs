@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use hearth_tests::{hearth_bin, host_section, scripted, text, Scratch, TestServer};
+use hearth_tests::{hearth_bin, host_section, scripted, text, Scratch, ServeProcess, TestServer};
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 #[tokio::test]
@@ -596,4 +596,38 @@ async fn open_websockets_hold_their_connection_slots() {
             other => panic!("the closed WebSocket's slot was not freed: {other:?}"),
         }
     }
+}
+
+/// 800 KB of nested ID3v2 tag headers, uploaded for transcription, once overflowed the stack
+/// of the host thread that sniffed the file's format: the process aborted, taking every front
+/// and worker with it. It is refused as not audio, and the same process serves on.
+#[test]
+fn an_upload_of_nested_id3_tags_is_refused_and_the_host_serves_on() {
+    let server = ServeProcess::start(&format!("{}{}", ready_config(""), scripted("stt", "")));
+    server.wait("ready", |json| json["state"] == "READY");
+    let nested = b"ID3\x04\0\0\0\0\0\0".repeat(80_000);
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("model", "whisper-1")
+        .part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(nested).file_name("tags.mp3"),
+        );
+    let response = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/audio/transcriptions", server.port))
+        .multipart(form)
+        .send()
+        .expect("the host answers the upload");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().expect("a JSON error");
+    assert_eq!(status, 415, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("ID3 tags"),
+        "{body}"
+    );
+    assert_eq!(server.status("/livez"), 200, "the host still serves");
+    let mut server = server;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the host process is still running"
+    );
 }

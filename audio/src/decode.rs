@@ -195,26 +195,47 @@ impl Container {
     }
 }
 
+/// How many ID3v2 tags in a row `sniff` skips before it gives up on the file. Real files carry
+/// one, rarely two (a tag appended by a second tool); a crafted upload can carry tens of
+/// thousands, and each one costs a step, so the count is bounded.
+const MAX_ID3_TAGS: usize = 8;
+
 /// The container `bytes` start with, if it is one this crate reads.
+///
+/// ID3v2 tags in front are skipped in a loop, at most [`MAX_ID3_TAGS`] of them: a recursion
+/// per tag once let 800 KB of nested tag headers overflow the stack of the thread that read
+/// them, which aborts the whole process.
 fn sniff(bytes: &[u8]) -> Option<Container> {
-    let at = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or_default();
-    if at(0..3) == b"ID3" {
-        // An ID3v2 tag (usually before MP3, sometimes before FLAC): 10 bytes of header, a
-        // "syncsafe" size of 4 × 7 bits, and a footer of 10 bytes when flag 0x10 is set.
-        let header = at(0..10);
-        if header.len() < 10 {
-            return None;
-        }
-        let size = header[6..10]
-            .iter()
-            .fold(0usize, |n, &b| (n << 7) | usize::from(b & 0x7F));
-        let footer = if header[5] & 0x10 != 0 { 10 } else { 0 };
-        return match bytes.get(10 + size + footer..).and_then(sniff) {
-            Some(c) => Some(c),
+    let mut rest = bytes;
+    for _ in 0..MAX_ID3_TAGS {
+        match id3_tag_len(rest) {
             // A tag, then something else or nothing: treat it as a (damaged) MP3.
-            None => Some(Container::Mp3),
-        };
+            Some(len) => match rest.get(len..) {
+                Some(after) if !after.is_empty() => rest = after,
+                _ => return Some(Container::Mp3),
+            },
+            None if rest.len() < bytes.len() => return sniff_one(rest).or(Some(Container::Mp3)),
+            None => return sniff_one(rest),
+        }
     }
+    None
+}
+
+/// The length of the ID3v2 tag `bytes` start with: 10 bytes of header, a "syncsafe" size of
+/// 4 × 7 bits, and a footer of 10 bytes when flag 0x10 is set. `None` when there is none, or
+/// when its header is cut short.
+fn id3_tag_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(0..10).filter(|h| h.starts_with(b"ID3"))?;
+    let size = header[6..10]
+        .iter()
+        .fold(0usize, |n, &b| (n << 7) | usize::from(b & 0x7F));
+    let footer = if header[5] & 0x10 != 0 { 10 } else { 0 };
+    Some(10 + size + footer)
+}
+
+/// The container `bytes` start with, tags already skipped.
+fn sniff_one(bytes: &[u8]) -> Option<Container> {
+    let at = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or_default();
     if at(0..4) == b"RIFF" && at(8..12) == b"WAVE" {
         return Some(Container::Wav);
     }
@@ -272,6 +293,10 @@ fn not_audio(bytes: &[u8], name: Option<&str>, mime: Option<&str>) -> String {
         (b"\x89PNG", "a PNG image"),
         (b"\xFF\xD8\xFF", "a JPEG image"),
         (b"PK\x03\x04", "a ZIP archive"),
+        (
+            b"ID3",
+            "ID3 tags with no audio this server decodes after them (it reads at most 8 tags in a row)",
+        ),
     ];
     let what = known
         .iter()
@@ -878,6 +903,14 @@ mod tests {
         assert_eq!(sniff(b"ID3\x04\0\0\0\0\0\x00\xFF\xFB\x90\x64"), Some(Container::Mp3));
         assert_eq!(sniff(b"hello"), None);
         assert_eq!(sniff(b""), None);
+        let tag = b"ID3\x04\0\0\0\0\0\0";
+        assert_eq!(sniff(&[&tag.repeat(2)[..], b"fLaC"].concat()), Some(Container::Flac));
+        assert_eq!(
+            sniff(&tag.repeat(MAX_ID3_TAGS)),
+            Some(Container::Mp3),
+            "tags, then nothing"
+        );
+        assert_eq!(sniff(&tag.repeat(MAX_ID3_TAGS + 1)), None, "more tags than a file has");
     }
 
     #[test]

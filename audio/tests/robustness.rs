@@ -57,6 +57,32 @@ fn the_small_files_decode() {
     }
 }
 
+/// 800 KB of ID3v2 tag headers, each announcing an empty tag, so that each is followed by
+/// another: the upload that once overflowed the stack of the thread that sniffed it, aborting
+/// the host. It is refused as "not audio", on a thread with a small stack.
+#[test]
+fn nested_id3_tags_are_refused_not_a_stack_overflow() {
+    let bytes = b"ID3\x04\0\0\0\0\0\0".repeat(80_000);
+    let result = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || decode(&bytes, Some("a.mp3"), None, 16_000))
+        .expect("a thread")
+        .join()
+        .expect("decode returned");
+    match result {
+        Err(AudioError::Unsupported(m)) => assert!(m.contains("ID3 tags"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A few tags before damaged MPEG frames still reach the MP3 decoder, which fails cleanly.
+    let few = [
+        &b"ID3\x04\0\0\0\0\0\0".repeat(3)[..],
+        &[0xFF, 0xFB, 0x90, 0x64],
+        &[0u8; 4096],
+    ]
+    .concat();
+    decode_without_panic(&few, "three tags and zeroed frames");
+}
+
 const MAGIC: [&[u8]; 9] = [
     b"RIFF\x24\x08\0\0WAVEfmt ",
     b"fLaC",
