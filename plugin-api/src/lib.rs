@@ -112,10 +112,11 @@ pub use version::*;
 /// `hearth-plugin-api` alone (the export macro reaches it through here).
 pub use abi_stable;
 
-/// The README's and the plugin authors' guide's examples, compiled as
-/// doc tests so they stay true.
+/// The Rust examples of the docs (`docs/plugins.md`, the plugin authors'
+/// guide), compiled as doc tests so they stay true. Every docs file with a
+/// Rust code block is included here.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../../docs/plugins.md")]
 #[doc = include_str!("../../docs/plugin-authors.md")]
 pub struct DocumentedExamples;
 
