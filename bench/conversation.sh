@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Conversation latency on the real default engines (README "Benchmarks"):
+# Conversation latency on the real default engines (docs/benchmarks.md):
 # speaks samples/jfk.wav into /ws/conversation RUNS times and compares the
 # time to first audio with the sum of its parts (push-to-talk); then streams
 # it hands-free in real time, RUNS times each way in alternation, and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Readiness API benchmarks (README "Benchmarks"):
+# Readiness API benchmarks (docs/benchmarks.md):
 #  1. /api/ready requests/s as a ratio to /livez, same server, same run
 #     (wrk, alternating, median of RUNS runs each). Target >= 0.9.
 #  2. SSE fan-out: SUBSCRIBERS clients on /api/ready/stream?follow=true, one

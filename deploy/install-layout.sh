@@ -131,7 +131,10 @@ done
 for m in "${MODEL_FILES[@]}"; do
   put_model "$MODELS/$m" "$PREFIX/models/$m"
 done
-put "$REPO/README.md" "$PREFIX/README.md" 644   # the unit's Documentation=
+put "$REPO/README.md" "$PREFIX/README.md" 644   # the unit's Documentation=, with docs/operations.md
+for doc in "$REPO"/docs/*.md; do                 # the reference the README links to
+  put "$doc" "$PREFIX/docs/${doc##*/}" 644
+done
 mkdir -p "$ROOT_DIR/usr/local/bin"
 ln -sfn /opt/hearth/bin/hearth "$ROOT_DIR/usr/local/bin/hearth"
 find "$PREFIX" -type d -exec chmod 755 {} +
