@@ -139,7 +139,7 @@ async fn a_crash_mid_request_fails_the_request_at_once_and_a_retry_starts_a_fres
         let record = s.service(ServiceName::Tts).unwrap();
         assert_ne!(record.worker_pid, Some(first_pid));
         assert_eq!(record.workers_started, 2);
-        let json: serde_json::Value = serde_json::from_slice(&s.ready_json).unwrap();
+        let json = hearth_tests::ready_body(&s);
         assert_eq!(json["services"]["tts"]["isolation"], "process");
         assert_eq!(json["services"]["tts"]["restarts"], 1);
         assert_eq!(json["services"]["tts"]["pid"], record.worker_pid.unwrap());

@@ -1,6 +1,6 @@
 //! `GET /openapi.json` from a real `hearth serve` with the scripted
 //! engines: an OpenAPI 3.1 document with a path for every route of the
-//! endpoint table in `host/src/router.rs` (parsed from the source, so a new
+//! endpoint table in `http/src/lib.rs` (parsed from the source, so a new
 //! route without documentation fails here), and no path the table lacks.
 //! The document's schemas are checked against live answers by
 //! `scripts/check-openapi.sh` (schemathesis).
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use hearth_tests::{host_section, repo_root, scripted, ServeProcess};
 
-/// `(method, path)` of every row of the table in `router.rs`'s header.
+/// `(method, path)` of every row of the table in `http/src/lib.rs`'s header.
 fn router_table() -> Vec<(String, String)> {
-    let source = std::fs::read_to_string(repo_root().join("host/src/router.rs")).expect("router.rs");
+    let source = std::fs::read_to_string(repo_root().join("http/src/lib.rs")).expect("http/src/lib.rs");
     let routes: Vec<(String, String)> = source
         .lines()
         .filter_map(|line| {
@@ -24,7 +24,7 @@ fn router_table() -> Vec<(String, String)> {
         .collect();
     assert!(
         routes.len() >= 10,
-        "the endpoint table in host/src/router.rs was not found or changed shape: {routes:?}"
+        "the endpoint table in http/src/lib.rs was not found or changed shape: {routes:?}"
     );
     routes
 }

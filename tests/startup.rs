@@ -33,7 +33,7 @@ async fn three_slow_plugins_load_in_parallel() {
     let (supervisor, _scratch) = supervisor(&config);
     supervisor.start().await;
     let s = supervisor.subscribe().current();
-    assert_eq!(s.state, Overall::Ready, "{}", String::from_utf8_lossy(&s.ready_json));
+    assert_eq!(s.state, Overall::Ready, "{}", hearth_tests::ready_body(&s));
     // The load intervals, as the tracker recorded them, overlap: each one
     // started before any of them ended.
     let configured = [ServiceName::Tts, ServiceName::Stt, ServiceName::Chat];
@@ -101,7 +101,7 @@ async fn a_hang_in_warmup_times_out_and_the_host_goes_on() {
     // call that could pile up threads is refused with the reason.
     let s = supervisor.subscribe().current();
     assert_eq!(s.service(ServiceName::Tts).unwrap().abandoned_calls, 1);
-    let json: serde_json::Value = serde_json::from_slice(&s.ready_json).unwrap();
+    let json = hearth_tests::ready_body(&s);
     assert_eq!(json["services"]["tts"]["abandoned_calls"], 1);
     assert_eq!(json["services"]["tts"]["isolation"], "in-process");
     let refused = supervisor.rewarm().await.unwrap_err().to_string();

@@ -183,7 +183,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let serving = state.clone();
-        tokio::spawn(async move { hearth::server::run_http(listener, serving, Duration::from_secs(2)).await });
+        tokio::spawn(async move { hearth_http::server::run_http(listener, serving, Duration::from_secs(2)).await });
         let starter = supervisor.clone();
         tokio::spawn(async move { starter.start().await });
         Self {
@@ -252,10 +252,7 @@ pub async fn wait_for(
     match tokio::time::timeout(Duration::from_secs(30), rx.wait_for(done)).await {
         Ok(Some(s)) => s,
         Ok(None) => panic!("tracker dropped while waiting for {what}"),
-        Err(_) => panic!(
-            "timed out waiting for {what}; last state: {}",
-            String::from_utf8_lossy(&rx.current().ready_json)
-        ),
+        Err(_) => panic!("timed out waiting for {what}; last state: {:?}", rx.current()),
     }
 }
 
@@ -357,4 +354,10 @@ pub fn llama_chat(port: u16) -> String {
          \"127.0.0.1\", \"--port\", \"{port}\", \"-c\", \"512\", \"-t\", \"1\"]\n",
         root = root.display()
     )
+}
+
+/// The `/api/ready` body of a snapshot, as the HTTP front renders it.
+pub fn ready_body(snapshot: &Snapshot) -> serde_json::Value {
+    let views = hearth_http::readiness_view::ViewCache::default();
+    serde_json::from_slice(&views.of(snapshot).ready_json).expect("the readiness JSON parses")
 }

@@ -26,8 +26,9 @@ use std::{
 use clap::Parser;
 use hearth::{
     config::{Config, ServiceName, DEFAULT_CONFIG_FILE},
-    engine::{Engine, LogHost},
+    engine::{Engine, InProcess},
     plugin::{Libraries, Plugin, PluginMeta},
+    plugin_log::LogHost,
 };
 use hearth_plugin_api::client::Warmed;
 
@@ -508,7 +509,7 @@ pub struct Loaded {
 
 impl PluginArgs {
     /// Opens the plugin for `service` with the host's loader
-    /// ([`Libraries::open_service`] when a configuration names it, which
+    /// ([`hearth::open::in_process`] when a configuration names it, which
     /// also checks its kind).
     pub fn open(&self, service: ServiceName) -> Result<Opened, String> {
         let config_path = match (&self.config, &self.plugin) {
@@ -545,7 +546,7 @@ impl PluginArgs {
         if let Some(path) = &self.plugin {
             section.plugin_path = path.clone();
         }
-        let plugin = libraries.open_service(&section).map_err(|e| e.to_string())?;
+        let plugin = hearth::open::in_process(&libraries, &section).map_err(|e| e.to_string())?;
         Ok(Opened {
             plugin,
             settings: section.config_json,
@@ -566,7 +567,7 @@ impl Opened {
     /// Makes an engine and loads and warms it with `settings` (JSON), each
     /// step timed and under the per-step timeout.
     pub fn load(&self, bench: &Bench, settings: &str) -> Result<Loaded, String> {
-        let engine = Arc::new(self.plugin.new_engine()?);
+        let engine = Arc::new(InProcess::engine(&self.plugin)?);
         let host = LogHost(self.service.as_str());
         let load = bench.step("load", || engine.load(settings, &self.base_dir, &host));
         load.value?;

@@ -15,9 +15,10 @@ use hearth_plugin_api::{
 
 use crate::{
     config::{Config, ServiceName, DEFAULT_CONFIG_FILE},
-    engine::{Engine, LogHost, SttHandle, TtsHandle},
+    engine::{Engine, InProcess, SttHandle, TtsHandle},
     error::{HostError, Result},
     plugin::{Libraries, PluginMeta},
+    plugin_log::LogHost,
     worker::{Limits, WorkerLibrary},
 };
 
@@ -461,7 +462,7 @@ fn check(path: &Path) -> Result<i32> {
         }
         // In a throwaway worker, whatever the service's isolation: `check`
         // must survive a library whose constructor crashes.
-        let verdict = crate::plugin::open_service_in_worker(service, Limits::default()).and_then(|library| {
+        let verdict = crate::open::in_worker(service, Limits::default()).and_then(|library| {
             library
                 .check_config(&service.config_json)
                 .map_err(|e| HostError::Config {
@@ -540,10 +541,8 @@ fn load_one(config: &Config, name: ServiceName) -> Result<(Arc<Engine>, Duration
         location: config.path.display().to_string(),
         message: format!("no [{name}] section: add one naming a {name} plugin"),
     })?;
-    let plugin = Libraries::default().open_service(service)?;
-    let engine = plugin
-        .new_engine()
-        .map_err(|message| HostError::Engine { service: name, message })?;
+    let plugin = crate::open::in_process(&Libraries::default(), service)?;
+    let engine = InProcess::engine(&plugin).map_err(|message| HostError::Engine { service: name, message })?;
     let started = Instant::now();
     engine
         .load(&service.config_json, &config.base_dir, &LogHost(name.as_str()))

@@ -1,31 +1,23 @@
-//! Hearth's host: loads TTS, STT and chat engines as plugins named in
-//! `plugins.toml`, warms them, tracks readiness and serves it.
+//! Hearth: the `hearth` binary's library — the command line and the
+//! composition root that wires the layers together.
 //!
-//! The `hearth` binary is glue around these modules:
+//! The work lives in the layers below, each a crate of its own:
 //!
-//! * [`config`]: `plugins.toml`, raw and resolved.
-//! * [`plugin`]: opening and checking plugin libraries.
-//! * [`engine`]: engines as the host uses them — the lifecycle [`engine::Engine`]
-//!   and the typed handles ([`engine::TtsHandle`], ...), whatever runs them.
-//! * [`readiness`]: the state machine and its `watch` channel, with
-//!   `readiness_view` rendering each state's JSON bodies and SSE event.
-//! * [`services`]: the supervisor that loads, warms, retries, probes,
-//!   reloads (with [`reload`] deciding the plan) and restarts.
-//! * [`worker`]: engines in worker processes, and the worker's side.
-//! * [`router`]: every HTTP endpoint, and [`readiness_api`] their handlers;
-//!   [`guard`] decides who may call them.
-//! * [`conversation`]: the voice conversation WebSocket, with
-//!   [`hearth_plugin_api::text::SentenceSplitter`] splitting the streamed
-//!   reply.
-//! * [`page`]: the web page, embedded.
-//! * [`openapi`]: the OpenAPI 3.1 document of every endpoint; [`extract`]
-//!   makes axum's refusals JSON errors like the rest.
-//! * [`server`]: binding, startup and graceful shutdown.
-//! * [`cli`]: the command line and what each command does, with
-//!   [`template`] for `hearth plugin new` and [`wait`] for `hearth wait-ready`.
-//! * [`logging`]: the log format (`HEARTH_LOG_FORMAT`) and the request span
-//!   every HTTP request runs in.
-//! * [`audio`]: WAV files in and out for `speak` and `transcribe`.
+//! * `hearth-core` ([`hearth_core`]): `plugins.toml`, plugins, engines
+//!   in-process and in workers, the supervisor, reload plans, readiness,
+//!   metrics, the hands-free listener. Knows no HTTP.
+//! * `hearth-http` ([`hearth_http`]): every HTTP endpoint — readiness API,
+//!   admin, the conversation, `/v1`, the page, `/metrics`, OpenAPI.
+//! * `hearth-wyoming` ([`hearth_wyoming`]): the Wyoming protocol server.
+//!
+//! This crate holds what sits above them: [`server::serve`] (the one place
+//! that knows every layer), [`cli`] with [`template`] for `hearth plugin new`
+//! and [`wait`] for `hearth wait-ready`, [`systemd`] notification,
+//! [`logging`] and [`audio`] (WAV files for `speak` and `transcribe`).
+//!
+//! The core's and the fronts' modules are re-exported under their old
+//! names (`hearth::config`, `hearth::readiness`, `hearth::router`, ...), so
+//! that tests and tools keep one import path.
 
 /// `println!` for what a command prints on stdout: when the reader goes away
 /// early (`hearth check | head -1`), the process ends quietly with status
@@ -38,30 +30,23 @@ macro_rules! outln {
 
 pub mod audio;
 pub mod cli;
-pub mod config;
-pub mod conversation;
-pub mod engine;
-pub mod error;
-pub mod extract;
-pub mod guard;
-pub mod hands_free;
 pub mod logging;
-pub mod metrics;
-pub mod openai;
-pub mod openapi;
-pub mod page;
-pub mod plugin;
-pub mod readiness;
-pub mod readiness_api;
-mod readiness_view;
-pub mod reload;
-pub mod router;
 pub mod server;
-pub mod services;
 pub mod systemd;
 pub mod template;
 pub mod wait;
-pub mod worker;
-pub mod wyoming;
 
-pub use error::{HostError, Result};
+#[cfg(test)]
+mod layers;
+
+pub use hearth_core::{
+    config, engine, error, hands_free, live, metrics, net, open, plugin, plugin_log, readiness, reload, service,
+    services, worker, HostError, Result,
+};
+pub use hearth_http::{conversation, extract, guard, openai, openapi, page, readiness_api};
+pub use hearth_wyoming as wyoming;
+
+/// The HTTP front's root: [`hearth_http::AppState`] and the routers.
+pub mod router {
+    pub use hearth_http::{metrics_router, router, AppState};
+}

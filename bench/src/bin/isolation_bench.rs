@@ -21,8 +21,9 @@ use std::{
 use clap::Parser;
 use hearth::{
     config::{Config, ServiceConfig, ServiceName},
-    engine::{ChatHandle, Engine, LogHost, SttHandle, TtsHandle},
+    engine::{ChatHandle, Engine, InProcess, SttHandle, TtsHandle},
     plugin::Libraries,
+    plugin_log::LogHost,
     worker::{Limits, Worker},
 };
 use hearth_bench::{http_status, median, ms, ratio_of_medians, Bench, Common, LlamaServer, Pair};
@@ -84,8 +85,8 @@ struct Twins {
 
 fn load_twins(bench: &Bench, section: &ServiceConfig, settings: &str, base: &Path) -> Result<Twins, String> {
     let host = LogHost(section.name.as_str());
-    let plugin = Libraries::default().open_service(section).map_err(|e| e.to_string())?;
-    let in_process = Arc::new(plugin.new_engine()?);
+    let plugin = hearth::open::in_process(&Libraries::default(), section).map_err(|e| e.to_string())?;
+    let in_process = Arc::new(InProcess::engine(&plugin)?);
     let (worker, meta) =
         Worker::spawn(&section.plugin_path, section.name.as_str(), Limits::default()).map_err(|e| e.to_string())?;
     worker.new_engine()?;

@@ -29,8 +29,9 @@ use std::{
 use clap::Parser;
 use hearth::{
     config::{Config, Isolation, ServiceConfig, ServiceName},
-    engine::{Engine, LogHost, SttHandle, TtsHandle},
+    engine::{Engine, InProcess, SttHandle, TtsHandle},
     plugin::Libraries,
+    plugin_log::LogHost,
     worker::{Limits, Worker},
 };
 use hearth_bench::{median, ms, Bench, Common, Retry};
@@ -149,8 +150,8 @@ fn load_engine(bench: &Bench, section: &ServiceConfig, base: &Path) -> Result<Ar
     let host = LogHost(section.name.as_str());
     let engine = match section.isolation {
         Isolation::InProcess => {
-            let plugin = Libraries::default().open_service(section).map_err(|e| e.to_string())?;
-            Arc::new(plugin.new_engine()?)
+            let plugin = hearth::open::in_process(&Libraries::default(), section).map_err(|e| e.to_string())?;
+            Arc::new(InProcess::engine(&plugin)?)
         }
         Isolation::Process => {
             let (worker, meta) = Worker::spawn(&section.plugin_path, section.name.as_str(), Limits::default())
