@@ -212,6 +212,52 @@ fn transcribe_prints_the_engines_text() {
     ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["segments"][0]["end_ms"], 1000);
+    // Every format `/v1/audio/transcriptions` reads, not only WAV: the same
+    // tone as FLAC and as MP3 (made by ffmpeg), named without a telling
+    // extension, is decoded and heard.
+    for (codec, name) in [("flac", "in.audio"), ("libmp3lame", "in.bin")] {
+        let encoded = scratch.dir.path().join(name);
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-i",
+                wav.to_str().unwrap(),
+                "-c:a",
+                codec,
+                "-f",
+            ])
+            .arg(if codec == "flac" { "flac" } else { "mp3" })
+            .arg(&encoded)
+            .status()
+            .expect("ffmpeg runs (scripts/install-deps.sh installs it)");
+        assert!(made.success(), "ffmpeg made the {codec} file");
+        let out = hearth(&[
+            "transcribe",
+            encoded.to_str().unwrap(),
+            "-c",
+            scratch.config_path().to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{codec}: {}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["text"], "hello there", "{codec}");
+        let seconds = json["audio_seconds"].as_f64().unwrap();
+        assert!((0.95..1.1).contains(&seconds), "{codec}: {seconds} s");
+    }
+    // Not audio: refused with what the file is.
+    let png = scratch.dir.path().join("in.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n0000").unwrap();
+    let out = hearth(&[
+        "transcribe",
+        png.to_str().unwrap(),
+        "-c",
+        scratch.config_path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("PNG image"), "{}", text(&out.stderr));
 }
 
 /// The real voice's speech starts at its first sample. Whisper (through

@@ -471,3 +471,74 @@ async fn a_dead_chat_server_shows_on_the_stream_and_a_restart_brings_it_back() {
     .unwrap();
     assert!(!reply.trim().is_empty(), "the restarted engine answers");
 }
+
+/// `hearth reload` against a server with an admin token sends it: from the
+/// configuration's `admin_token_file`, from `--token-file`, or from
+/// `HEARTH_ADMIN_TOKEN`; without one it is refused with what to do.
+#[test]
+fn hearth_reload_sends_the_admin_token() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let with_token = |rate: u32| {
+        format!(
+            "{}{}{}",
+            host_section(&format!("admin_token_file = {:?}", token.display().to_string())),
+            scripted("tts", &format!("sample_rate = {rate}")),
+            scripted("chat", "reply = \"One. Two.\""),
+        )
+    };
+    let served = ServeProcess::start(&with_token(8000));
+    let path = served.scratch.config_path();
+    let listen = format!("127.0.0.1:{}", served.port);
+    wait_generation(&served, 1);
+    // The configuration's own token file: the server's source, read the same way.
+    std::fs::write(&path, with_token(16000)).unwrap();
+    let out = hearth(&["reload", "-c", path.to_str().unwrap(), "--listen", &listen]);
+    assert!(out.status.success(), "{}{}", text_of(&out.stdout), text_of(&out.stderr));
+    assert!(
+        text_of(&out.stdout).contains("tts: swapped"),
+        "{}",
+        text_of(&out.stdout)
+    );
+    wait_generation(&served, 2);
+    // A configuration that names no token (an operator's copy, say): refused, saying how to give one.
+    let bare = secrets.path().join("bare.toml");
+    std::fs::write(&bare, config("sample_rate = 16000", "")).unwrap();
+    std::fs::write(&path, with_token(22050)).unwrap();
+    let out = hearth(&["reload", "-c", bare.to_str().unwrap(), "--listen", &listen]);
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out.stdout));
+    let stdout = text_of(&out.stdout);
+    assert!(stdout.contains("reload refused (401)"), "{stdout}");
+    assert!(
+        stdout.contains("--token-file") && stdout.contains("HEARTH_ADMIN_TOKEN"),
+        "{stdout}"
+    );
+    // --token-file gives it.
+    let out = hearth(&[
+        "reload",
+        "-c",
+        bare.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}{}", text_of(&out.stdout), text_of(&out.stderr));
+    wait_generation(&served, 3);
+    // So does HEARTH_ADMIN_TOKEN; a wrong one is refused.
+    std::fs::write(&path, with_token(8000)).unwrap();
+    let with_env = |value: &str| {
+        std::process::Command::new(hearth_tests::hearth_bin())
+            .args(["reload", "-c", bare.to_str().unwrap(), "--listen", &listen])
+            .env("HEARTH_ADMIN_TOKEN", value)
+            .output()
+            .unwrap()
+    };
+    let out = with_env("not-the-token-but-long-enough");
+    assert_eq!(out.status.code(), Some(1), "{}", text_of(&out.stdout));
+    assert!(text_of(&out.stdout).contains("reload refused (401)"));
+    let out = with_env("0123456789abcdef0123456789abcdef");
+    assert!(out.status.success(), "{}{}", text_of(&out.stdout), text_of(&out.stderr));
+    wait_generation(&served, 4);
+}

@@ -64,12 +64,20 @@ pub enum Command {
     /// without downtime, others are untouched. The file is validated here
     /// first (exit 2 when invalid); exits 1 when a change did not take
     /// effect (the old engine keeps serving) or the server cannot be reached.
+    ///
+    /// Sends the admin token when one is configured: from --token-file,
+    /// else `HEARTH_ADMIN_TOKEN`, else the configuration's
+    /// `[host] admin_token_file` (the same sources the server reads).
     Reload {
         #[command(flatten)]
         config: ConfigArg,
         /// The server's address instead of `[host] listen`.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// A file holding the admin token, instead of `HEARTH_ADMIN_TOKEN`
+        /// or `[host] admin_token_file`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Work with plugin files.
     Plugin {
@@ -134,9 +142,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the configured STT engine once on a WAV file and print the text.
+    /// Run the configured STT engine once on a recording and print the text.
     Transcribe {
-        /// A WAV file (any rate, any channel count, integer or float PCM).
+        /// A recording in any format `/v1/audio/transcriptions` reads: WAV,
+        /// FLAC, MP3, Ogg (Vorbis, Opus), WebM, MP4/M4A (AAC), ADTS AAC.
         file: PathBuf,
         #[command(flatten)]
         config: ConfigArg,
@@ -285,7 +294,11 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Serve { config, listen } => serve(&config.config, listen),
         Command::Check { config } => check(&config.config),
-        Command::Reload { config, listen } => reload(&config.config, listen),
+        Command::Reload {
+            config,
+            listen,
+            token_file,
+        } => reload(&config.config, listen, token_file.as_deref()),
         Command::Plugin {
             command: PluginCommand::Inspect { path, json },
         } => inspect(&path, json),
@@ -384,39 +397,50 @@ fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
     Ok(0)
 }
 
-fn reload(path: &Path, listen: Option<std::net::SocketAddr>) -> Result<i32> {
-    use std::io::{Read, Write};
+/// How long `hearth reload` waits for the server to apply the change: the
+/// longest a swap takes is a load and a warmup.
+const RELOAD_WAIT: Duration = Duration::from_secs(600);
+
+fn reload(path: &Path, listen: Option<std::net::SocketAddr>, token_file: Option<&Path>) -> Result<i32> {
     let config = Config::load(path)?;
-    let mut addr = listen.unwrap_or(config.host.listen);
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    let unreachable = |e: std::io::Error| {
-        HostError::Other(format!(
-            "cannot reach Hearth at {addr}: {e}; is `hearth serve` running with this configuration (or give --listen)?"
-        ))
+    let token = match token_file {
+        Some(file) => Some(hearth_core::secret::read_file(file, "admin token")?.trim().to_owned()),
+        None => hearth_core::secret::admin_token(&config.host)?,
     };
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(600)))
-        .map_err(unreachable)?;
-    write!(
-        stream,
-        "POST /api/reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(unreachable)?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(unreachable)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut url = crate::wait::url_of(listen.unwrap_or(config.host.listen));
+    url.set_path("/api/reload");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HostError::Other(format!("cannot start the async runtime: {e}")))?;
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(RELOAD_WAIT)
+            .user_agent(concat!("hearth-reload/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut request = client.post(url.clone());
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body = response.text().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    let (status, body) = answer.map_err(|e| {
+        HostError::Other(format!(
+            "cannot reach Hearth at {url}: {}; is `hearth serve` running with this configuration (or give --listen)?",
+            crate::wait::error_chain(&e)
+        ))
+    })?;
     let json: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
     if status != 200 {
         let message = json["error"]["message"].as_str().unwrap_or(body.trim());
         outln!("reload refused ({status}): {message}");
+        if status == 401 && token.is_none() {
+            outln!("the server wants the admin token: give --token-file, set HEARTH_ADMIN_TOKEN, or set [host] admin_token_file");
+        }
         return Ok(if status == 400 { 2 } else { 1 });
     }
     outln!("{}", json["summary"].as_str().unwrap_or_default());
@@ -723,18 +747,34 @@ fn speak(path: &Path, text: &str, output: &Path, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// The rate `hearth transcribe` decodes to: Whisper's, as `/v1` does.
+const TRANSCRIBE_RATE: u32 = 16_000;
+
 fn transcribe(path: &Path, file: &Path, json: bool) -> Result<i32> {
     let config = Config::load(path)?;
-    let audio = crate::audio::read_wav(file)?;
+    let bytes = std::fs::read(file).map_err(|source| HostError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let name = file.file_name().and_then(|n| n.to_str());
+    let decoded = hearth_audio::decode(&bytes, name, None, TRANSCRIBE_RATE)
+        .map_err(|e| HostError::Other(format!("{}: {e}", file.display())))?;
+    if decoded.samples.is_empty() {
+        return Err(HostError::Other(format!(
+            "{}: the recording ({}) holds no audio",
+            file.display(),
+            decoded.codec
+        )));
+    }
     let (engine, load_time) = load_one(&config, ServiceName::Stt)?;
     let stt = SttHandle::of(Arc::clone(&engine)).ok_or_else(|| HostError::Other("not an STT engine".into()))?;
     let started = Instant::now();
-    let audio_secs = audio.samples.len() as f64 / f64::from(audio.sample_rate) / f64::from(audio.channels.max(1));
+    let audio_secs = decoded.seconds();
     let transcript = stt
         .transcribe(&Audio {
-            sample_rate: audio.sample_rate,
-            channels: audio.channels,
-            samples: Samples::F32(audio.samples),
+            sample_rate: TRANSCRIBE_RATE,
+            channels: 1,
+            samples: Samples::I16(decoded.samples),
         })
         .map_err(|message| HostError::Engine {
             service: ServiceName::Stt,

@@ -505,7 +505,7 @@ fn request_error(error: &reqwest::Error) -> String {
 
 /// An error with its causes (`error sending request: ... : Connection
 /// refused`), which reqwest keeps in its source chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
