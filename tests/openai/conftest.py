@@ -21,50 +21,31 @@ fails. Needs the workspace built (`cargo build --workspace`: the binary and
 the plugin libraries in target/debug) and the models fetched
 (`scripts/fetch-models.sh`).
 
-Environment: CARGO_TARGET_DIR, HEARTH_PROFILE (default debug), HEARTH_CACHE
-(default ~/.cache/hearth), HEARTH_OPENAI_KEEP_LOGS=1 to keep server logs.
+Environment: HEARTH_OPENAI_KEEP_LOGS=1 keeps the server logs;
+CARGO_TARGET_DIR, HEARTH_PROFILE, HEARTH_CACHE and HEARTH_LOG as in
+tests/hearth_testing.py, the helpers this suite shares with tests/wyoming
+(this file puts tests/ on sys.path for it and for tests/wer.py).
 """
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import openai
 import pytest
 
-from openai_support import (
-    CHAT_PORT,
-    JFK,
-    ROOT,
-    TEST_TIMEOUT,
-    VOICE_JSON,
-    Server,
-    port_in_use,
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hearth_testing import (  # noqa: E402
+    JFK, ROOT, WAV_44K_STEREO, alarm_fixture, ffmpeg_convert, port_in_use, require_ffmpeg, require_models,
 )
-
+from openai_support import CHAT_PORT, VOICE_JSON, Server  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # Fixtures.
 
-
-@pytest.fixture(autouse=True)
-def _alarm():
-    """No test hangs: each gets TEST_TIMEOUT seconds, then fails."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"the test took longer than {TEST_TIMEOUT} s (HEARTH_OPENAI_TEST_TIMEOUT)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+_alarm = alarm_fixture("HEARTH_OPENAI_TEST_TIMEOUT")
 
 
 def deterministic_config(directory: Path) -> Path:
@@ -83,9 +64,7 @@ def deterministic_config(directory: Path) -> Path:
 def real(tmp_path_factory):
     """`hearth serve` with the real default engines of plugins.toml, every
     service ready (STT too)."""
-    for path in (ROOT / "plugins.toml", VOICE_JSON, JFK):
-        if not path.exists():
-            pytest.fail(f"{path} is missing: run scripts/fetch-models.sh", pytrace=False)
+    require_models(ROOT / "plugins.toml", VOICE_JSON, JFK)
     # plugins.toml's llama-server listens on a fixed port: wait for another
     # server's to go away (bounded).
     deadline = time.monotonic() + 60
@@ -125,8 +104,7 @@ def models(client) -> dict:
 def clips(tmp_path_factory) -> dict:
     """The JFK clip and the same clip made with ffmpeg in the formats
     browsers and phones record."""
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed (scripts/install-deps.sh)", pytrace=False)
+    require_ffmpeg()
     out = tmp_path_factory.mktemp("clips")
     made = {"wav": JFK}
     recipes = {
@@ -136,16 +114,10 @@ def clips(tmp_path_factory) -> dict:
         "webm-opus": ("jfk.webm", ["-c:a", "libopus", "-b:a", "32k"]),
         "ogg-vorbis": ("jfk.ogg", ["-c:a", "libvorbis", "-q:a", "4"]),
         "m4a-aac": ("jfk.m4a", ["-c:a", "aac", "-b:a", "64k"]),
-        "wav-44k-stereo": ("jfk-44k-stereo.wav", ["-ar", "44100", "-ac", "2", "-c:a", "pcm_s16le"]),
+        "wav-44k-stereo": ("jfk-44k-stereo.wav", WAV_44K_STEREO),
     }
     for key, (name, args) in recipes.items():
-        path = out / name
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(JFK), *args, str(path)],
-            check=True,
-            timeout=60,
-        )
-        made[key] = path
+        made[key] = ffmpeg_convert(JFK, out / name, args)
     return made
 
 

@@ -1,176 +1,42 @@
-"""What the OpenAI-compatibility tests share: where things are, a `hearth
-serve` in the background, word error rates and audio decoding."""
+"""What the OpenAI-compatibility tests share beyond tests/hearth_testing.py:
+the voice's files, the chat plugin's port, a `hearth serve` with the SDK's
+client on its /v1, audio decoding and a hand-made HTTP exchange."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import openai
-import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from wer import normalize, wer  # noqa: E402  (tests/wer.py, shared with bench/stt.sh)
+from hearth_testing import ROOT, HearthServer, s16le
+from hearth_testing import rms as rms_of
 
-ROOT = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target").resolve()
-BUILD = TARGET / os.environ.get("HEARTH_PROFILE", "debug")
-HEARTH = BUILD / "hearth"
-CACHE = Path(os.environ.get("HEARTH_CACHE") or Path.home() / ".cache/hearth")
-JFK = CACHE / "samples/jfk.wav"
-JFK_TEXT = (
-    "And so my fellow Americans, ask not what your country can do for you, "
-    "ask what you can do for your country."
-)
 VOICE_JSON = ROOT / "models/piper/en_US-joe-medium.onnx.json"
 CHAT_PORT = 8089  # plugins.toml's llama-server
-TEST_TIMEOUT = int(os.environ.get("HEARTH_OPENAI_TEST_TIMEOUT", "300"))
-
-# Every request goes to this machine's loopback, never through a proxy.
-for _var in ("NO_PROXY", "no_proxy"):
-    os.environ[_var] = ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(_var)]))
-
-
-# ---------------------------------------------------------------------------
-# Helpers.
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes, dict]:
-    """(status, body, headers) of a GET; status 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-    except OSError:
-        return 0, b"", {}
 
 
 def voice_sample_rate() -> int:
     return int(json.loads(VOICE_JSON.read_text())["audio"]["sample_rate"])
 
 
-class Server:
-    """`hearth serve --config CONFIG --listen 127.0.0.1:PORT` in the background."""
+class Server(HearthServer):
+    """`hearth serve` for these tests: logs at `warn`, ready only when
+    /readyz is 200 too (every endpoint answers then), `client()` the SDK."""
 
-    def __init__(self, config: Path, env: dict | None = None, name: str = "hearth"):
-        if not HEARTH.exists():
-            pytest.fail(f"{HEARTH} is not built: run `cargo build --workspace` first", pytrace=False)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = config
-        self.log_dir = Path(tempfile.mkdtemp(prefix=f"hearth-openai-{name}-"))
-        self.log_path = self.log_dir / "server.log"
-        self._log = open(self.log_path, "wb")
-        full_env = {**os.environ, "HEARTH_LOG": os.environ.get("HEARTH_LOG", "warn"), **(env or {})}
-        self.process = subprocess.Popen(
-            [str(HEARTH), "serve", "--config", str(config), "--listen", f"127.0.0.1:{self.port}"],
-            cwd=ROOT,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def _check_alive(self, what: str) -> None:
-        if self.process.poll() is not None:
-            pytest.fail(
-                f"hearth serve exited with {self.process.returncode} while {what}; log tail:\n{self.log_tail()}",
-                pytrace=False,
-            )
-
-    def wait_live(self, timeout: float = 20.0) -> None:
-        """Until /livez answers (the server binds before it loads)."""
-        deadline = time.monotonic() + timeout
-        while http_get(f"{self.url}/livez", timeout=2)[0] != 200:
-            self._check_alive("starting")
-            if time.monotonic() > deadline:
-                pytest.fail(f"hearth did not answer /livez within {timeout} s; log:\n{self.log_tail()}", pytrace=False)
-            time.sleep(0.05)
-
-    def wait_ready(self, timeout: float = 120.0, services: tuple[str, ...] = ("tts", "stt", "chat")) -> dict:
-        """Until /readyz is 200 and every service in `services` is ready
-        (READY does not wait for an optional service such as STT)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            self._check_alive("loading")
-            if http_get(f"{self.url}/readyz", timeout=2)[0] == 200:
-                status, body, _ = http_get(f"{self.url}/api/ready", timeout=5)
-                if status == 200:
-                    last = json.loads(body)
-                    if all(last["services"].get(s, {}).get("ready") for s in services):
-                        return last
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"hearth was not ready ({', '.join(services)}) within {timeout} s; last /api/ready: {last}; "
-                    f"log:\n{self.log_tail()}",
-                    pytrace=False,
-                )
-            time.sleep(0.2)
+    SUITE = "openai"
+    LOG_LEVEL = "warn"
+    WAIT_FOR_READYZ = True
 
     def client(self, api_key: str = "not-used-by-hearth", **kwargs) -> openai.OpenAI:
         kwargs.setdefault("timeout", 120.0)
         kwargs.setdefault("max_retries", 0)
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, **kwargs)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-        if os.environ.get("HEARTH_OPENAI_KEEP_LOGS") == "1":
-            print(f"server log kept: {self.log_path}")
-        else:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
-
-
-def scripted_config(directory: Path, tts: str = "", stt: str = "", chat: str = "", host: str = "") -> Path:
-    """A plugins.toml with the scripted engines and these config tables."""
-    path = directory / "plugins.toml"
-    path.write_text(
-        f"[host]\nplugin_dir = {json.dumps(str(BUILD))}\nshutdown_timeout = \"3s\"\n{host}\n"
-        f"[tts]\nplugin = \"scripted-tts\"\n[tts.config]\n{tts}\n"
-        f"[stt]\nplugin = \"scripted-stt\"\n[stt.config]\n{stt}\n"
-        f"[chat]\nplugin = \"scripted-chat\"\n[chat.config]\n{chat}\n"
-    )
-    return path
-
-
 
 
 # ---------------------------------------------------------------------------
@@ -194,7 +60,7 @@ class Decoded:
 
     @property
     def rms(self) -> float:
-        return float(np.sqrt(np.mean(np.square(self.samples, dtype=np.float64)))) if len(self.samples) else 0.0
+        return rms_of(self.samples)
 
     def __repr__(self) -> str:
         return (
@@ -223,7 +89,7 @@ def ffmpeg_decode(path: Path) -> tuple[np.ndarray, int]:
          "-ac", "1", "-ar", str(rate), "pipe:1"],
         check=True, capture_output=True, timeout=60,
     ).stdout
-    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0, rate
+    return s16le(raw), rate
 
 
 def opus_head(data: bytes) -> dict:
@@ -258,8 +124,7 @@ def decode_audio(data: bytes, fmt: str, directory: Path, pcm_rate: int | None = 
     if fmt == "pcm":
         assert pcm_rate, "pcm needs the rate (the x-sample-rate header)"
         assert len(data) % 2 == 0, f"odd number of bytes ({len(data)}) for 16-bit PCM"
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        return Decoded(samples, pcm_rate, "pcm_s16le", pcm_rate, 1)
+        return Decoded(s16le(data), pcm_rate, "pcm_s16le", pcm_rate, 1)
     path = directory / f"speech.{fmt if fmt != 'opus' else 'ogg'}"
     path.write_bytes(data)
     if fmt == "wav":

@@ -14,7 +14,8 @@ import urllib.request
 import openai
 import pytest
 
-from openai_support import JFK, Server, early_answer, http_get, scripted_config, wav_excerpt
+from hearth_testing import JFK, http_request, scripted_config
+from openai_support import Server, early_answer, wav_excerpt
 
 LOAD_MS = 5000
 SCRIPT = dict(
@@ -51,7 +52,7 @@ def assert_not_ready(error: openai.APIStatusError):
 
 def still_loading(server: Server) -> bool:
     # /api/ready answers 503 until READY, with the state in its body.
-    status, body, _ = http_get(f"{server.url}/api/ready")
+    status, body, _ = http_request("GET", f"{server.url}/api/ready", timeout=5)
     return status == 503 and not json.loads(body)["ready"]
 
 
@@ -205,8 +206,8 @@ def test_api_key_works(keyed):
 
 def test_api_key_leaves_the_rest_open(keyed):
     # Probes and Hearth's own API do not take the /v1 key.
-    assert http_get(f"{keyed.url}/readyz")[0] == 200
-    assert http_get(f"{keyed.url}/api/ready")[0] == 200
+    assert http_request("GET", f"{keyed.url}/readyz", timeout=5)[0] == 200
+    assert http_request("GET", f"{keyed.url}/api/ready", timeout=5)[0] == 200
 
 
 def test_early_answers_that_close_say_so(keyed):

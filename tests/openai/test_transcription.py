@@ -10,7 +10,8 @@ import re
 import openai
 import pytest
 
-from openai_support import JFK, JFK_TEXT, wer
+from hearth_testing import JFK, JFK_TEXT
+from wer import wer
 
 MAX_WER = 0.10
 CLIPS = ["wav", "mp3", "flac", "ogg-opus", "webm-opus", "ogg-vorbis", "m4a-aac", "wav-44k-stereo"]

@@ -17,44 +17,33 @@ the workspace built (`cargo build --workspace`: the binary and the plugin
 libraries in target/debug), the models fetched (`scripts/fetch-models.sh`)
 and ffmpeg.
 
-Environment: CARGO_TARGET_DIR, HEARTH_PROFILE (default debug), HEARTH_CACHE
-(default ~/.cache/hearth), HEARTH_WYOMING_KEEP_LOGS=1 to keep server logs.
+Environment: HEARTH_WYOMING_KEEP_LOGS=1 keeps the server logs;
+CARGO_TARGET_DIR, HEARTH_PROFILE, HEARTH_CACHE and HEARTH_LOG as in
+tests/hearth_testing.py, the helpers this suite shares with tests/openai
+(this file puts tests/ on sys.path for it and for tests/wer.py).
 """
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from wyoming_support import JFK, ROOT, TEST_TIMEOUT, Server, real_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hearth_testing import (  # noqa: E402
+    JFK, ROOT, WAV_44K_STEREO, alarm_fixture, ffmpeg_convert, require_ffmpeg, require_models,
+)
+from wyoming_support import Server, real_config  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _alarm():
-    """No test hangs: each gets TEST_TIMEOUT seconds, then fails."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"the test took longer than {TEST_TIMEOUT} s (HEARTH_WYOMING_TEST_TIMEOUT)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIMEOUT)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+_alarm = alarm_fixture("HEARTH_WYOMING_TEST_TIMEOUT")
 
 
 @pytest.fixture(scope="session")
 def real(tmp_path_factory):
     """`hearth serve` with plugins.toml's real TTS and STT engines, both
     ready, and Wyoming enabled."""
-    for path in (ROOT / "plugins.toml", JFK):
-        if not path.exists():
-            pytest.fail(f"{path} is missing: run scripts/fetch-models.sh", pytrace=False)
+    require_models(ROOT / "plugins.toml", JFK)
     config = real_config(tmp_path_factory.mktemp("real"), "enabled = true")
     server = Server(config, name="real")
     try:
@@ -68,13 +57,5 @@ def real(tmp_path_factory):
 @pytest.fixture(scope="session")
 def jfk_44k_stereo(tmp_path_factory):
     """The JFK clip at 44.1 kHz, stereo, 16-bit (made with ffmpeg)."""
-    if shutil.which("ffmpeg") is None:
-        pytest.fail("ffmpeg is not installed (scripts/install-deps.sh)", pytrace=False)
-    path = tmp_path_factory.mktemp("clips") / "jfk-44k-stereo.wav"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(JFK), "-ar", "44100", "-ac", "2",
-         "-c:a", "pcm_s16le", str(path)],
-        check=True,
-        timeout=60,
-    )
-    return path
+    require_ffmpeg()
+    return ffmpeg_convert(JFK, tmp_path_factory.mktemp("clips") / "jfk-44k-stereo.wav", WAV_44K_STEREO)

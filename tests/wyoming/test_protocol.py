@@ -20,7 +20,9 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from wyoming_support import JFK, JFK_TEXT, READ_TIMEOUT, exchange, pcm, rms, run, types, wer
+from hearth_testing import JFK, JFK_TEXT, rms
+from wer import wer
+from wyoming_support import READ_TIMEOUT, exchange, pcm, run, types
 
 SAMPLES_PER_CHUNK = 1024
 

@@ -21,7 +21,8 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 from wyoming.tts import Synthesize, SynthesizeStart
 
-from wyoming_support import READ_TIMEOUT, Server, exchange, http, pcm, run, scripted_config, types
+from hearth_testing import http_request, scripted_config
+from wyoming_support import READ_TIMEOUT, Server, exchange, pcm, run, types
 
 LOAD_MS = 6000
 SLOW = dict(
@@ -50,7 +51,7 @@ def server_for(tmp_path):
     started = []
 
     def start(wyoming: str = "enabled = true", **script) -> Server:
-        server = Server(scripted_config(tmp_path, wyoming, **script), name="scripted")
+        server = Server(scripted_config(tmp_path, chat=None, wyoming=wyoming, **script), name="scripted")
         started.append(server)
         server.wait_live()
         return server
@@ -125,7 +126,7 @@ def test_a_failed_service_is_reported_with_its_error(server_for):
     server.wait_ready(("tts",), timeout=60)
     deadline = time.monotonic() + 30
     while True:
-        body = json.loads(http("GET", f"{server.url}/api/ready")[1])
+        body = json.loads(http_request("GET", f"{server.url}/api/ready")[1])
         if body["services"]["stt"]["status"] == "failed":
             break
         assert time.monotonic() < deadline, body
@@ -160,7 +161,7 @@ def test_a_swapped_engine_serves_from_the_next_request(server_for):
     assert AudioStart.from_event(first[0]).rate == 16000
     # Reload with another output rate: the engine is swapped live.
     server.config.write_text(server.config.read_text().replace("sample_rate = 16000", "sample_rate = 24000"))
-    status, body = http("POST", f"{server.url}/api/reload", timeout=60)
+    status, body, _ = http_request("POST", f"{server.url}/api/reload", timeout=60)
     assert status == 200, body
     after = run(exchange(server, [Synthesize(text="After.").event()], until=("audio-stop",)))
     assert AudioStart.from_event(after[0]).rate == 24000, after[0]
@@ -227,7 +228,7 @@ def test_connections_over_the_cap_are_refused_with_busy(server_for):
     assert "max_connections" in busy.data["text"]
     assert closed is None
     assert answer.type == "pong", answer
-    metrics = http("GET", f"{server.url}/metrics")[1].decode()
+    metrics = http_request("GET", f"{server.url}/metrics")[1].decode()
     assert 'hearth_refused_total{reason="wyoming_max_connections"}' in metrics
 
 
@@ -241,7 +242,7 @@ def test_zeroconf_starts_and_advertises(tmp_path):
     probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
     if probe.returncode != 0:
         pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
-    config = scripted_config(tmp_path, "enabled = true\nzeroconf = true", tts="", stt="")
+    config = scripted_config(tmp_path, tts="", stt="", chat=None, wyoming="enabled = true\nzeroconf = true")
     server = Server(
         config,
         name="zeroconf",
