@@ -337,6 +337,13 @@ async fn admin_endpoints_need_the_token_when_one_is_set() {
     ] {
         let response = client.post(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 401, "{path}");
+        // The refusal says where the token comes from.
+        let body: serde_json::Value = response.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("admin_token_file") && message.contains("HEARTH_ADMIN_TOKEN"),
+            "{path}: {message}"
+        );
         let wrong = client
             .post(server.url(path))
             .bearer_auth("s3cret-s3cret-s3creX")

@@ -9,10 +9,13 @@
 //! - **Origin**: WebSocket upgrades and every request that is not GET/HEAD
 //!   must come from the page itself (`Origin` equal to `http://` + `Host`),
 //!   from `[host] allowed_origins`, or carry no `Origin` (not a browser).
-//! - **Admin**: `POST /api/warmup`, `/api/reload` and
-//!   `/api/services/*/{retry,restart}` need `Authorization: Bearer <token>`
-//!   when a token is configured (`[host] admin_token_file` or
-//!   `HEARTH_ADMIN_TOKEN`), compared in constant time.
+//! - **Admin**: the endpoints of the admin sub-router (`POST /api/warmup`,
+//!   `/api/reload` and `/api/services/*/{retry,restart}`) need
+//!   `Authorization: Bearer <token>` when a token is configured
+//!   (`[host] admin_token_file` or `HEARTH_ADMIN_TOKEN`), compared in
+//!   constant time ([`require_admin`]).
+//! - **API key**: the `/v1` sub-router's endpoints need the API key when one
+//!   is configured ([`require_api_key`]).
 //!
 //! Refusals are 403 (401 for a missing or wrong token) with a JSON error
 //! naming the setting to change.
@@ -116,15 +119,8 @@ fn bearer_matches(expected: Option<&str>, headers: &HeaderMap) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-/// Whether the path is an admin endpoint.
-fn is_admin(method: &Method, path: &str) -> bool {
-    *method == Method::POST
-        && (path == "/api/warmup"
-            || path == "/api/reload"
-            || (path.starts_with("/api/services/") && (path.ends_with("/retry") || path.ends_with("/restart"))))
-}
-
-/// The middleware: applies the checks of the module doc to every request.
+/// The middleware of every request: the `Host` and `Origin` checks of the
+/// module doc.
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let guard = &state.guard;
     let headers = request.headers();
@@ -154,18 +150,30 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
             }
         }
     }
-    if request.uri().path().starts_with("/v1/") && !guard.api_key_ok(headers) {
-        state.supervisor.metrics().refused(Refusal::ApiKey);
+    next.run(request).await
+}
+
+/// The route layer of the admin endpoints (those that change engines): the
+/// admin token, when one is configured.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.guard.token_ok(request.headers()) {
+        state.supervisor.metrics().refused(Refusal::Token);
         return ApiError::Unauthorized(
-            "the /v1 endpoints need the API key: send `Authorization: Bearer <key>` (the key of [host] api_key_file or HEARTH_API_KEY), as OpenAI clients do with api_key"
+            "this endpoint needs the admin token: send `Authorization: Bearer <token>` (the token of [host] admin_token_file or HEARTH_ADMIN_TOKEN)"
                 .to_owned(),
         )
         .into_response();
     }
-    if is_admin(request.method(), request.uri().path()) && !guard.token_ok(headers) {
-        state.supervisor.metrics().refused(Refusal::Token);
+    next.run(request).await
+}
+
+/// The route layer of the OpenAI-compatible `/v1` endpoints: the API key,
+/// when one is configured.
+pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.guard.api_key_ok(request.headers()) {
+        state.supervisor.metrics().refused(Refusal::ApiKey);
         return ApiError::Unauthorized(
-            "this endpoint needs the admin token: send `Authorization: Bearer <token>` (the token of [host] admin_token_file or HEARTH_ADMIN_LEN)"
+            "the /v1 endpoints need the API key: send `Authorization: Bearer <key>` (the key of [host] api_key_file or HEARTH_API_KEY), as OpenAI clients do with api_key"
                 .to_owned(),
         )
         .into_response();

@@ -7,44 +7,32 @@
 //! error becomes a response. The layer depends on `hearth-core`, never on
 //! another front.
 //!
-//! | Method | Path | What |
-//! |---|---|---|
-//! | GET | `/livez` | Liveness: 200 while the process serves; no engine involved. |
-//! | GET | `/readyz` | Readiness for probes: 200 when READY, 503 otherwise; tiny body. |
-//! | GET | `/api/ready` | Readiness as JSON (state, progress, services, errors); 200 when READY, 503 with `Retry-After` otherwise. |
-//! | GET | `/api/health` | Are the services installed and configured; never waits on loading; 503 only when a required service is not installed or disabled. |
-//! | GET | `/api/ready/stream` | Server-Sent Events: the state now, then one event per change; ends after READY or ERROR unless `?follow=true`. |
-//! | GET | `/ws/ready` | The same events over WebSocket. |
-//! | POST | `/api/warmup` | Re-runs warmup of the ready services; 409 while one runs. |
-//! | POST | `/api/services/{name}/retry` | Retries a failed service; 202, 404 unknown, 409 not failed. |
-//! | POST | `/api/services/{name}/restart` | A fresh engine beside the running one, swapped in when ready (a failed service is retried); 202, 409 while a reload runs. |
-//! | POST | `/api/reload` | Reads `plugins.toml` again and applies it per service (swap, start, stop); 400 invalid (nothing changes), 409 while one runs; `?wait=false` answers 202 with the plan at once. |
-//! | GET | `/ws/test` | WebSocket connectivity check: greets with the readiness, echoes, answers pings. |
-//! | GET | `/ws/conversation` | The voice conversation (see `docs/conversation-protocol.md`); refused with close code 1013 before READY. |
-//! | GET | `/` | The web page: loading screen until READY, then the conversation. |
-//! | GET | `/assets/{file}` | The page's scripts and styles, embedded in the binary. |
-//! | GET | `/v1/models` | OpenAI-compatible: the engines as models; 503 with `Retry-After` until READY. |
-//! | GET | `/v1/models/{id}` | One of them; 404 for another id. |
-//! | POST | `/v1/audio/speech` | OpenAI-compatible text to speech, streamed (wav, pcm, flac, opus, mp3; or SSE). |
-//! | POST | `/v1/audio/transcriptions` | OpenAI-compatible speech to text (multipart upload, at most 25 MB). |
-//! | POST | `/v1/chat/completions` | OpenAI-compatible chat, optionally streamed. |
-//! | GET | `/metrics` | Prometheus metrics (text format 0.0.4); on `[host] metrics_listen` instead when that is set, absent when `metrics = false`. |
-//! | GET | `/openapi.json` | The OpenAPI 3.1 document of these endpoints (see [`crate::openapi`]). |
+//! **Each endpoint is declared once**, in its handler's `#[utoipa::path]`
+//! attribute: method, path, parameters, answers and tag. [`endpoints`]
+//! registers the handlers with utoipa-axum's `routes!`, which takes the
+//! route from that attribute, so the router and `/openapi.json` come from
+//! the same declaration and cannot disagree. The endpoints that change
+//! engines sit in one admin sub-router behind [`guard::require_admin`], the
+//! OpenAI-compatible ones in one `/v1` sub-router behind
+//! [`guard::require_api_key`]. `GET /openapi.json` lists them all;
+//! `docs/http-api.md` describes them for people.
 //!
 //! Anything else answers a JSON error (404 or 405) from [`ApiError`].
 //!
-//! Every request passes [`guard::check`] first: `Host` and `Origin` checks,
-//! and the admin token on the POST endpoints that change engines.
+//! Every request passes [`guard::check`] first: the `Host` and `Origin`
+//! checks.
 
 use std::sync::Arc;
 
 use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderValue, Method, Uri},
-    routing::{get, post},
+    routing::get,
     Router,
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use hearth_core::{readiness::ReadinessRx, services::Supervisor};
 
@@ -83,6 +71,8 @@ pub struct AppState {
     /// One permit per open connection (`max_connections`), taken by the
     /// accept loop in [`crate::server`].
     pub connections: Arc<tokio::sync::Semaphore>,
+    /// The OpenAPI document of [`endpoints`], made with the router.
+    pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
 }
 
 impl AppState {
@@ -99,14 +89,59 @@ impl AppState {
             connections,
             readiness: supervisor.subscribe(),
             views: Arc::default(),
+            openapi: Arc::default(),
             supervisor,
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 }
 
-/// Builds the router with every endpoint listed in this module's header,
-/// behind the [`crate::guard`] checks and CORS for `[host] allowed_origins`.
+/// Every endpoint, each registered from its one declaration, with the
+/// admin and `/v1` ones behind their checks.
+pub fn endpoints(state: &AppState) -> OpenApiRouter<AppState> {
+    let open = OpenApiRouter::new()
+        .routes(routes!(readiness_api::livez))
+        .routes(routes!(readiness_api::readyz))
+        .routes(routes!(readiness_api::ready))
+        .routes(routes!(readiness_api::health))
+        .routes(routes!(readiness_api::ready_stream))
+        .routes(routes!(readiness_api::ready_ws))
+        .routes(routes!(readiness_api::test_ws))
+        .routes(routes!(conversation::conversation_ws))
+        .routes(routes!(page::index))
+        .routes(routes!(page::asset))
+        .routes(routes!(openapi::document))
+        .routes(routes!(metrics::scrape_here));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(readiness_api::warmup))
+        .routes(routes!(readiness_api::retry))
+        .routes(routes!(readiness_api::restart))
+        .routes(routes!(readiness_api::reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_admin,
+        ));
+    let (schemas, paths, upload) = routes!(openai::transcriptions);
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(openai::models))
+        .routes(routes!(openai::model))
+        .routes(routes!(openai::speech))
+        .routes((
+            schemas,
+            paths,
+            upload.layer(DefaultBodyLimit::max(openai::MAX_TRANSCRIPTION_BODY)),
+        ))
+        .routes(routes!(openai::chat_completions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_api_key,
+        ));
+    open.merge(admin).merge(v1)
+}
+
+/// Builds the router of [`endpoints`], behind the [`crate::guard`] checks
+/// and CORS for `[host] allowed_origins`, and keeps its OpenAPI document in
+/// the state for `GET /openapi.json`.
 pub fn router(state: AppState) -> Router {
     let origins: Vec<HeaderValue> = state
         .supervisor
@@ -120,39 +155,11 @@ pub fn router(state: AppState) -> Router {
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
-    let host = &state.supervisor.config().host;
-    // `/metrics` is here unless it has a listener of its own (or is off).
-    let metrics_here = host.metrics && host.metrics_listen.is_none();
-    let app = Router::new();
-    let app = if metrics_here {
-        app.route("/metrics", get(metrics::scrape))
-    } else {
-        app
-    };
-    app.route("/livez", get(readiness_api::livez))
-        .route("/readyz", get(readiness_api::readyz))
-        .route("/api/ready", get(readiness_api::ready))
-        .route("/api/health", get(readiness_api::health))
-        .route("/api/ready/stream", get(readiness_api::ready_stream))
-        .route("/ws/ready", get(readiness_api::ready_ws))
-        .route("/api/warmup", post(readiness_api::warmup))
-        .route("/api/services/{name}/retry", post(readiness_api::retry))
-        .route("/api/services/{name}/restart", post(readiness_api::restart))
-        .route("/api/reload", post(readiness_api::reload))
-        .route("/ws/test", get(readiness_api::test_ws))
-        .route("/ws/conversation", get(conversation::conversation_ws))
-        .route("/", get(page::index))
-        .route("/assets/{file}", get(page::asset))
-        .route("/openapi.json", get(crate::openapi::document))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/models/{id}", get(openai::model))
-        .route("/v1/audio/speech", post(openai::speech))
-        .route(
-            "/v1/audio/transcriptions",
-            post(openai::transcriptions).layer(DefaultBodyLimit::max(openai::MAX_TRANSCRIPTION_BODY)),
-        )
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .fallback(no_route)
+    let (app, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(endpoints(&state))
+        .split_for_parts();
+    let _ = state.openapi.set(openapi::finish(document));
+    app.fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(cors)

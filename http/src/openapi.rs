@@ -1,13 +1,11 @@
 //! The OpenAPI 3.1 document served at `GET /openapi.json`.
 //!
-//! Generated with `utoipa` from the handlers themselves: each handler in
-//! [`crate::router`]'s table carries a `#[utoipa::path]` attribute with the
-//! answers it gives, and the bodies are described by the types that render
-//! them (the readiness views, [`crate::error::ErrorBody`], the reload plan
-//! and outcome, ...), so the document cannot drift from them. The few JSON
-//! answers a handler builds with `json!` are mirrored here with
-//! `additionalProperties: false`, so a checker against a live server notices
-//! when they change.
+//! Generated with `utoipa` from the handlers themselves: each handler
+//! registered by [`crate::endpoints`] carries a `#[utoipa::path]` attribute
+//! with its route and the answers it gives — the one declaration the router
+//! takes its route from too — and the bodies are described by the types
+//! that render them (the readiness views, [`crate::error::ErrorBody`], the
+//! schemas of [`crate::schemas`]), so the document cannot drift from them.
 //!
 //! What every endpoint shares is added by [`Common`] rather than repeated on
 //! each handler: the guard's 403 (Host, and Origin for WebSocket upgrades and
@@ -15,13 +13,12 @@
 //! `max_connections`, and for the admin endpoints (tag `admin`) the optional
 //! bearer token and its 401.
 //!
-//! `tests/openapi.rs` checks that every route of the router's table has a
-//! path here; `scripts/check-openapi.sh` validates the document and runs
-//! schemathesis against a live server.
-
-use std::sync::OnceLock;
+//! `tests/openapi.rs` checks that every documented operation is served;
+//! `scripts/check-openapi.sh` validates the document and runs schemathesis
+//! against a live server.
 
 use axum::{
+    extract::State,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -40,7 +37,8 @@ use crate::{
     schemas::{HealthStatus, ServiceStatus},
 };
 
-/// The document: every endpoint of [`crate::router`].
+/// The document's frame: its info, shared schemas and tags. The paths come
+/// from the router ([`crate::endpoints`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -52,31 +50,7 @@ use crate::{
             connection over `[host] max_connections` with 503 and `Retry-After`; the admin endpoints need \
             `Authorization: Bearer <token>` when a token is configured (else 401).",
     ),
-    paths(
-        crate::readiness_api::livez,
-        crate::readiness_api::readyz,
-        crate::readiness_api::ready,
-        crate::readiness_api::health,
-        crate::readiness_api::ready_stream,
-        crate::readiness_api::ready_ws,
-        crate::readiness_api::warmup,
-        crate::readiness_api::retry,
-        crate::readiness_api::restart,
-        crate::readiness_api::reload,
-        crate::readiness_api::test_ws,
-        crate::conversation::conversation_ws,
-        crate::page::index,
-        crate::page::asset,
-        document,
-        crate::metrics::scrape,
-        crate::openai::models,
-        crate::openai::model,
-        crate::openai::speech,
-        crate::openai::transcriptions,
-        crate::openai::chat_completions,
-    ),
     components(schemas(ErrorBody, ServiceStatus, HealthStatus)),
-    modifiers(&Common),
     tags(
         (name = "probes", description = "For liveness and readiness probes: tiny text bodies."),
         (name = "readiness", description = "The readiness state as JSON, Server-Sent Events or WebSocket."),
@@ -89,10 +63,11 @@ use crate::{
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, made once.
-pub fn json() -> &'static bytes::Bytes {
-    static DOC: OnceLock<bytes::Bytes> = OnceLock::new();
-    DOC.get_or_init(|| bytes::Bytes::from(ApiDoc::openapi().to_json().expect("the OpenAPI document serializes")))
+/// The document of the router's endpoints, as JSON: what every endpoint
+/// shares added ([`Common`]), serialized once.
+pub fn finish(mut document: utoipa::openapi::OpenApi) -> bytes::Bytes {
+    Common.modify(&mut document);
+    bytes::Bytes::from(document.to_json().expect("the OpenAPI document serializes"))
 }
 
 /// `GET /openapi.json`.
@@ -103,8 +78,9 @@ pub fn json() -> &'static bytes::Bytes {
     summary = "This document: OpenAPI 3.1",
     responses((status = 200, description = "The OpenAPI 3.1 document of every endpoint", body = serde_json::Value)),
 )]
-pub async fn document() -> Response {
-    let mut response = (StatusCode::OK, json().clone()).into_response();
+pub async fn document(State(state): State<crate::AppState>) -> Response {
+    let body = state.openapi.get().cloned().unwrap_or_default();
+    let mut response = (StatusCode::OK, body).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -324,9 +300,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_document_is_openapi_3_1_with_the_shared_answers() {
-        let doc: serde_json::Value = serde_json::from_slice(json()).unwrap();
+    #[tokio::test]
+    async fn the_document_is_openapi_3_1_with_the_shared_answers() {
+        let config = hearth_core::config::Config::parse(std::path::Path::new("/x/plugins.toml"), "").unwrap();
+        let (supervisor, _rx) = hearth_core::services::Supervisor::new(config);
+        let state = crate::AppState::new(supervisor).unwrap();
+        let _router = crate::router(state.clone());
+        let doc: serde_json::Value = serde_json::from_slice(state.openapi.get().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
         let paths = doc["paths"].as_object().unwrap();
         for (path, item) in paths {
