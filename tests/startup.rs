@@ -244,7 +244,7 @@ async fn disabled_and_absent_services_are_not_installed_without_errors() {
     let s = supervisor.subscribe().current();
     assert_eq!(s.state, Overall::Ready);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
-    assert_eq!(phase(&s, ServiceName::Stt).status(), "not_installed");
+    assert_eq!(phase(&s, ServiceName::Stt).status().as_str(), "not_installed");
 }
 
 #[tokio::test]

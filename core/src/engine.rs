@@ -1,7 +1,7 @@
 //! Engines as the rest of the host sees them: one [`Engine`] per instance
 //! for the supervisor's lifecycle calls, and typed per-kind handles
-//! ([`TtsHandle`], [`SttHandle`], [`ChatHandle`]) for everything that uses
-//! an engine — the conversation, the CLI.
+//! ([`TtsHandle`], [`SttHandle`], [`ChatHandle`], [`VadHandle`] with its
+//! [`VadStream`]) for everything that uses an engine — the fronts, the CLI.
 //!
 //! Only plain Rust types cross these handles (from
 //! [`hearth_plugin_api::client`]); no FFI type does. A handle of one kind has

@@ -64,7 +64,7 @@ pub enum HostError {
     },
 
     /// A service is not in the configuration.
-    #[error("unknown service `{0}`: the services are tts, stt and chat")]
+    #[error("unknown service `{0}`: the services are tts, stt, chat and vad")]
     UnknownService(String),
 
     /// A service exists but cannot serve right now.

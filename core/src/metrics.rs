@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use crate::{
     config::ServiceName,
-    readiness::{Overall, Snapshot},
+    readiness::{Overall, Snapshot, Status},
 };
 
 /// Buckets for operation latencies, in seconds: from 5 ms (a first token
@@ -43,9 +43,6 @@ const STATES: [Overall; 5] = [
     Overall::Ready,
     Overall::Error,
 ];
-
-/// Every per-service status `/api/ready` can show.
-const SERVICE_STATES: [&str; 6] = ["pending", "loading", "warming", "ready", "failed", "not_installed"];
 
 /// Why a connection or request was refused (`hearth_refused_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,12 +424,15 @@ impl Metrics {
             let service = name.as_str();
             let status = record.phase.status();
             self.gauge("hearth_service_ready", &[("service", service)])
-                .set(flag(status == "ready"));
+                .set(flag(status == Status::Ready));
             self.gauge("hearth_service_required", &[("service", service)])
                 .set(flag(record.required));
-            for state in SERVICE_STATES {
-                self.gauge("hearth_service_state", &[("service", service), ("state", state)])
-                    .set(flag(status == state));
+            for state in Status::ALL {
+                self.gauge(
+                    "hearth_service_state",
+                    &[("service", service), ("state", state.as_str())],
+                )
+                .set(flag(status == state));
             }
             if let Some(ms) = record.load_time_ms {
                 self.gauge("hearth_service_load_seconds", &[("service", service)])

@@ -242,7 +242,8 @@ fn library_error(e: LibraryError) -> String {
     }
 }
 
-/// Opens a plugin on its own, for `hearth plugin inspect` and `hearth check`.
+/// Opens a plugin on its own, in this process: for the worker (which opens
+/// its one plugin) and `hearth plugin test --isolation in-process`.
 pub fn inspect(path: &Path) -> Result<Arc<Plugin>> {
     Libraries::default().open(path)
 }

@@ -92,16 +92,65 @@ pub enum Phase {
     },
 }
 
-impl Phase {
-    /// The `status` name in the API.
-    pub fn status(&self) -> &'static str {
+/// A service's status in one word: the one vocabulary the readiness JSON,
+/// the OpenAPI document, the metrics' `state` label and the logs share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting to load.
+    Pending,
+    /// Loading its model.
+    Loading,
+    /// Running its warmup.
+    Warming,
+    /// Serving.
+    Ready,
+    /// Load or warmup failed.
+    Failed,
+    /// The plugin is missing or refused, or the service is disabled.
+    NotInstalled,
+}
+
+impl Status {
+    /// Every status, in the order a service passes them.
+    pub const ALL: [Status; 6] = [
+        Self::Pending,
+        Self::Loading,
+        Self::Warming,
+        Self::Ready,
+        Self::Failed,
+        Self::NotInstalled,
+    ];
+
+    /// Its name on every front.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
-            Self::Loading { .. } => "loading",
+            Self::Loading => "loading",
             Self::Warming => "warming",
             Self::Ready => "ready",
-            Self::Failed { .. } => "failed",
-            Self::NotInstalled { .. } | Self::Disabled { .. } => "not_installed",
+            Self::Failed => "failed",
+            Self::NotInstalled => "not_installed",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Phase {
+    /// This phase's status.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Pending => Status::Pending,
+            Self::Loading { .. } => Status::Loading,
+            Self::Warming => Status::Warming,
+            Self::Ready => Status::Ready,
+            Self::Failed { .. } => Status::Failed,
+            Self::NotInstalled { .. } | Self::Disabled { .. } => Status::NotInstalled,
         }
     }
 
@@ -223,8 +272,8 @@ pub struct Swapped {
 pub struct Next {
     /// The plugin it comes from.
     pub plugin: String,
-    /// `loading` or `warming`.
-    pub status: &'static str,
+    /// [`Status::Loading`] or [`Status::Warming`].
+    pub status: Status,
     /// 0.0–1.0 of its load.
     pub progress: f32,
 }
@@ -276,7 +325,49 @@ pub struct Snapshot {
     pub healthy: bool,
 }
 
+/// Why a service cannot serve now: one answer for every front, which
+/// words it for its clients (a 503 or 404 on `/v1`, an `error` event on the
+/// conversation, a `description` in Wyoming's `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady<'a> {
+    /// No section configures it.
+    NotConfigured,
+    /// Pending, loading or warming: it will be ready by itself; ask again.
+    Starting {
+        /// Where it is.
+        status: Status,
+        /// Its progress, 0–100.
+        percent: u8,
+    },
+    /// Its load or warmup failed: it waits for a retry.
+    Failed {
+        /// Why.
+        error: &'a str,
+    },
+    /// Its plugin is missing or refused, or it is disabled.
+    NotInstalled {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
 impl Snapshot {
+    /// Why `service` cannot serve now, or `None` when it is ready.
+    pub fn why_not_ready(&self, service: ServiceName) -> Option<NotReady<'_>> {
+        let Some(record) = self.service(service) else {
+            return Some(NotReady::NotConfigured);
+        };
+        Some(match &record.phase {
+            Phase::Ready => return None,
+            Phase::Failed { error } => NotReady::Failed { error },
+            Phase::NotInstalled { reason } | Phase::Disabled { reason } => NotReady::NotInstalled { reason },
+            phase => NotReady::Starting {
+                status: phase.status(),
+                percent: phase.percent(),
+            },
+        })
+    }
+
     /// Every required service is ready.
     pub fn is_ready(&self) -> bool {
         self.state == Overall::Ready
@@ -601,7 +692,7 @@ impl ReadinessTx {
         self.transition(name, false, |r, _| {
             r.next = Some(Next {
                 plugin,
-                status: "loading",
+                status: Status::Loading,
                 progress: 0.0,
             });
             r.reload_error = None;
@@ -611,7 +702,7 @@ impl ReadinessTx {
     /// Sub-progress of the engine loading beside the active one.
     pub fn swap_progress(&self, name: ServiceName, fraction: f32) {
         self.transition(name, false, |r, _| {
-            if let Some(next) = r.next.as_mut().filter(|n| n.status == "loading") {
+            if let Some(next) = r.next.as_mut().filter(|n| n.status == Status::Loading) {
                 if fraction.is_finite() && fraction > next.progress {
                     next.progress = fraction.min(1.0);
                 }
@@ -623,7 +714,7 @@ impl ReadinessTx {
     pub fn swap_warming(&self, name: ServiceName) {
         self.transition(name, false, |r, _| {
             if let Some(next) = r.next.as_mut() {
-                next.status = "warming";
+                next.status = Status::Warming;
                 next.progress = 1.0;
             }
         });
@@ -866,7 +957,7 @@ mod tests {
         assert!(!publishes(&tx, |tx| tx.load_progress(ServiceName::Chat, 0.5, "failed")));
         assert_eq!(
             rx.current().service(ServiceName::Chat).unwrap().phase.status(),
-            "failed"
+            Status::Failed
         );
     }
 
@@ -927,7 +1018,7 @@ mod tests {
         assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "loading");
         // Neither the phase nor the progress went back to the start.
         let s = rx.current();
-        assert_eq!(s.service(ServiceName::Tts).unwrap().phase.status(), "loading");
+        assert_eq!(s.service(ServiceName::Tts).unwrap().phase.status(), Status::Loading);
         assert_eq!(s.progress, progress);
         tx.loaded(ServiceName::Tts, "e".into(), None, Duration::ZERO, true);
         assert!(!publishes(&tx, |tx| assert!(!tx.retrying(ServiceName::Tts))), "warming");

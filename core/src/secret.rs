@@ -51,7 +51,7 @@ pub fn read_file(path: &Path, what: &str) -> Result<String> {
     Ok(text)
 }
 
-/// The shortest admin token accepted, from either source.
+/// The shortest secret accepted (admin token or API key), from either source.
 pub const MIN_LEN: usize = 16;
 
 /// Reads a secret (`what`: the admin token, the API key): from the

@@ -1,5 +1,6 @@
-//! WAV files in and out (with `hound`), for `hearth speak` and
-//! `hearth transcribe`.
+//! WAV files in and out (with `hound`): `hearth speak` writes one; the
+//! benchmarks and tests read them. (`hearth transcribe` decodes every upload
+//! format through `hearth-audio`, as `/v1` does.)
 
 use std::path::Path;
 

@@ -129,7 +129,7 @@ pub enum Command {
         /// Give up (exit 1) after this long, e.g. `90s`, `10m`.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
         timeout: Duration,
-        /// Also wait for this optional service (tts, stt or chat) to be
+        /// Also wait for this optional service (tts, stt, chat or vad) to be
         /// ready; its failure is then an error. Repeat or separate with
         /// commas.
         #[arg(long, value_name = "SERVICE", value_parser = parse_service, value_delimiter = ',')]
@@ -252,7 +252,7 @@ Examples:
 );
 
 fn parse_service(name: &str) -> std::result::Result<ServiceName, String> {
-    ServiceName::parse(name).ok_or_else(|| format!("`{name}` is not a service; use tts, stt or chat"))
+    ServiceName::parse(name).ok_or_else(|| format!("`{name}` is not a service; use tts, stt, chat or vad"))
 }
 
 /// `--isolation` of `hearth plugin test`.

@@ -13,7 +13,8 @@
 //! This crate holds what sits above them: [`server::serve`] (the one place
 //! that knows every layer), [`cli`] with [`template`] for `hearth plugin new`
 //! and [`wait`] for `hearth wait-ready`, [`systemd`] notification,
-//! [`logging`] and [`audio`] (WAV files for `speak` and `transcribe`).
+//! [`logging`] and [`audio`] (WAV files: `speak` writes one; benchmarks and
+//! tests read them).
 //!
 //! The core's and the fronts' modules are re-exported under their old
 //! names (`hearth::config`, `hearth::readiness`, `hearth::router`, ...), so

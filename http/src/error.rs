@@ -114,9 +114,10 @@ pub struct ErrorBody {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `not_found`, `method_not_allowed`,
-    /// `unknown_service`, `not_ready`, `conflict`, `forbidden`,
-    /// `unauthorized`, `too_soon`, `bad_request`, `invalid_config`, `engine_error`,
-    /// `busy` (too many connections), `internal`.
+    /// `unknown_service`, `model_not_found`, `not_ready`, `unavailable`,
+    /// `conflict`, `forbidden`, `unauthorized`, `too_soon`, `bad_request`,
+    /// `too_large`, `unsupported_media_type`, `invalid_config`,
+    /// `engine_error`, `busy` (too many connections), `internal`.
     #[schema(example = "not_found")]
     pub code: &'static str,
     /// The class of error, as OpenAI names them: `invalid_request_error`,

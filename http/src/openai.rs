@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 
 use hearth_core::{
     config::ServiceName,
-    readiness::{Phase, Snapshot},
+    readiness::{NotReady, Phase, Snapshot, Status},
 };
 
 use crate::{
@@ -94,22 +94,23 @@ fn not_ready(state: &AppState, snapshot: &Snapshot, service: ServiceName) -> Api
             "no {service} engine is configured here: add a [{service}] section to plugins.toml and reload"
         ));
     }
-    match snapshot.service(service).map(|r| &r.phase) {
-        Some(Phase::Failed { error }) => ApiError::Core(HostError::Unavailable {
+    match snapshot.why_not_ready(service) {
+        Some(NotReady::Failed { error }) => ApiError::Core(HostError::Unavailable {
             service,
             reason: format!("it failed ({error}); retry it with POST /api/services/{service}/retry"),
         }),
-        Some(Phase::NotInstalled { reason }) | Some(Phase::Disabled { reason }) => {
-            ApiError::Core(HostError::Unavailable {
-                service,
-                reason: format!("it is not installed: {reason}"),
-            })
-        }
-        phase => ApiError::Core(HostError::NotReady {
+        Some(NotReady::NotInstalled { reason }) => ApiError::Core(HostError::Unavailable {
+            service,
+            reason: format!("it is not installed: {reason}"),
+        }),
+        why => ApiError::Core(HostError::NotReady {
             service,
             reason: format!(
                 "it is {} (Hearth is {} at {}%); retry shortly",
-                phase.map_or("pending", Phase::status),
+                match why {
+                    Some(NotReady::Starting { status, .. }) => status,
+                    _ => Status::Pending,
+                },
                 snapshot.state.as_str(),
                 snapshot.progress
             ),
@@ -158,7 +159,8 @@ pub struct ModelEntry {
     /// Whether it serves requests now.
     pub ready: bool,
     /// The service's status, as in `/api/ready`.
-    pub status: &'static str,
+    #[schema(value_type = crate::schemas::ServiceStatus)]
+    pub status: Status,
 }
 
 /// The body of `GET /v1/models`.

@@ -43,7 +43,7 @@ use crate::{
 #[openapi(
     info(
         title = "Hearth",
-        description = "Local voice engines (TTS, STT, chat) loaded as plugins, behind a readiness-aware HTTP API. \
+        description = "Local voice engines (TTS, STT, chat, VAD) loaded as plugins, behind a readiness-aware HTTP API. \
             Every error is JSON: `{\"error\": {\"code\", \"message\"}}` (schema `Error`). A path or method that \
             does not exist answers 404 `not_found` or 405 `method_not_allowed` (responses `NotFound` and \
             `MethodNotAllowed`). Every request may be refused with 403 by the Host/Origin guard, and every \
@@ -296,7 +296,11 @@ mod tests {
             Phase::Disabled { reason: String::new() },
         ];
         for phase in phases {
-            assert!(values.iter().any(|v| v == phase.status()), "{}", phase.status());
+            assert!(
+                values.iter().any(|v| v == phase.status().as_str()),
+                "{}",
+                phase.status()
+            );
         }
     }
 

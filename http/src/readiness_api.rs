@@ -1,7 +1,9 @@
-//! Handlers of the readiness endpoints (listed in [`crate::router`]).
+//! Handlers of the readiness, probe and admin endpoints (registered by
+//! [`crate::endpoints`]).
 //!
-//! `/api/ready` and `/api/health` answer with bodies the tracker serialized
-//! when the state last changed, so a request costs a clone of a `Bytes`.
+//! `/api/ready` and `/api/health` answer with bodies rendered once per
+//! snapshot version ([`crate::readiness_view::ViewCache`]), so a request
+//! costs a lock and a clone of a `Bytes`.
 //! The stream endpoints wake on the tracker's `watch` channel: an event goes
 //! out as soon as a transition happens, with no polling.
 

@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use hearth_core::{
     config::ServiceName,
-    readiness::{Overall, Phase, ServiceRecord, Snapshot, Timeline},
+    readiness::{Overall, Phase, ServiceRecord, Snapshot, Status, Timeline},
 };
 use serde::Serialize;
 
@@ -173,7 +173,7 @@ pub(crate) struct ReadyJson<'a> {
 pub(crate) struct ServiceJson<'a> {
     ready: bool,
     #[schema(value_type = crate::schemas::ServiceStatus)]
-    status: &'static str,
+    status: Status,
     /// Whether READY waits for it.
     required: bool,
     /// Why it is not ready (not when failed: see `error`).
@@ -242,7 +242,7 @@ pub(crate) struct NextJson<'a> {
     plugin: &'a str,
     /// `loading` or `warming`.
     #[schema(value_type = crate::schemas::ServiceStatus)]
-    status: &'static str,
+    status: Status,
     /// 0–100.
     #[schema(maximum = 100)]
     progress: u8,
@@ -317,7 +317,7 @@ pub(crate) struct HealthServiceJson<'a> {
     enabled: bool,
     required: bool,
     #[schema(value_type = crate::schemas::ServiceStatus)]
-    status: &'static str,
+    status: Status,
     /// Why it is not installed, failed, or what the health probe said.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,

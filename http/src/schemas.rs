@@ -162,23 +162,22 @@ pub struct RewarmResult {
 }
 
 /// A service's `status` in the readiness and health bodies (and a next
-/// engine's, which is `loading` or `warming`).
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceStatus {
-    /// Waiting to load.
-    Pending,
-    /// Loading its model.
-    Loading,
-    /// Running its warmup.
-    Warming,
-    /// Serving.
-    Ready,
-    /// Load or warmup failed.
-    Failed,
-    /// The plugin is missing or refused, or the service is disabled.
-    NotInstalled,
+/// engine's, which is `loading` or `warming`): the core's
+/// `readiness::Status`, its values taken from `Status::ALL`, so the
+/// document names exactly what the bodies and the metrics do.
+pub struct ServiceStatus;
+
+impl utoipa::PartialSchema for ServiceStatus {
+    fn schema() -> RefOr<Schema> {
+        let values = hearth_core::readiness::Status::ALL.map(|s| s.as_str());
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values))
+            .into()
+    }
 }
+
+impl ToSchema for ServiceStatus {}
 
 /// `/api/health`'s `status`.
 #[derive(ToSchema)]

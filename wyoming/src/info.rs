@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use hearth_core::{
     config::{Config, ServiceConfig, ServiceName},
-    readiness::{Phase, Snapshot},
+    readiness::{NotReady, Snapshot, Status},
 };
 
 /// Who made an artifact (`Attribution`).
@@ -272,19 +272,17 @@ pub const WHISPER_LANGUAGES: [&str; 99] = [
 /// status with its progress, and Hearth's state.
 pub fn not_ready_reason(snapshot: &Snapshot, service: ServiceName) -> Option<String> {
     let overall = format!("Hearth is {} at {}%", snapshot.state.as_str(), snapshot.progress);
-    Some(match snapshot.service(service).map(|r| &r.phase) {
-        Some(Phase::Ready) => return None,
-        Some(Phase::Failed { error }) => {
+    Some(match snapshot.why_not_ready(service)? {
+        NotReady::Failed { error } => {
             format!("failed: {error} ({overall}; retry it with POST /api/services/{service}/retry)")
         }
-        Some(Phase::NotInstalled { reason }) | Some(Phase::Disabled { reason }) => {
-            format!("not installed: {reason} ({overall})")
-        }
-        Some(phase @ Phase::Loading { .. }) => {
-            format!("loading, {}% ({overall}); retry shortly", phase.percent())
-        }
-        Some(phase) => format!("{} ({overall}); retry shortly", phase.status()),
-        None => "not configured: add its section to plugins.toml".to_owned(),
+        NotReady::NotInstalled { reason } => format!("not installed: {reason} ({overall})"),
+        NotReady::Starting {
+            status: Status::Loading,
+            percent,
+        } => format!("loading, {percent}% ({overall}); retry shortly"),
+        NotReady::Starting { status, .. } => format!("{status} ({overall}); retry shortly"),
+        NotReady::NotConfigured => "not configured: add its section to plugins.toml".to_owned(),
     })
 }
 

@@ -231,8 +231,8 @@ impl Drop for Meter {
     fn drop(&mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take() {
-            // Joined, not detached: the host may unload this library after
-            // shutdown, and the thread runs its code.
+            // Joined, not detached: nothing of the plugin may run after the
+            // engine's shutdown, whatever the host does next.
             let _ = thread.join();
         }
     }

@@ -1,5 +1,5 @@
-//! Speech to text with Whisper: whisper.cpp (through `whisper-rs`), run in
-//! the host's process as a Hearth `stt` plugin.
+//! Speech to text with Whisper: whisper.cpp (through `whisper-rs`), as a
+//! Hearth `stt` plugin (in a worker process by default, or in the host's).
 //!
 //! ```toml
 //! [stt]
