@@ -49,7 +49,6 @@ use hearth_plugin_api::{
     Flow,
 };
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument as _;
 
@@ -57,9 +56,11 @@ use hearth_core::{
     config::ServiceName,
     hands_free::{Heard, Listener},
     metrics::Refusal,
+    readiness::NotReady,
 };
 
 use crate::{
+    conversation_events::{Done, InputFormats, Segment, ServerEvent, Timings},
     extract::Upgrade,
     server::{ConnectionSlot, Upgraded},
     AppState,
@@ -156,12 +157,8 @@ async fn close_with(mut socket: WebSocket, code: u16, reason: String) {
         .await;
 }
 
-fn event(value: serde_json::Value) -> Message {
-    Message::Text(value.to_string().into())
-}
-
-fn error_event(code: &str, message: impl Into<String>) -> Message {
-    event(json!({ "type": "error", "code": code, "message": message.into() }))
+fn error_event(code: &'static str, message: impl Into<String>) -> Message {
+    ServerEvent::error(code, message).message()
 }
 
 /// What waits to be sent to one client, bounded in bytes
@@ -413,15 +410,21 @@ async fn session(socket: WebSocket, state: AppState) {
     let stt_ready = state.supervisor.is_ready(ServiceName::Stt);
     let vad_ready = state.supervisor.is_ready(ServiceName::Vad);
     let _ = out
-        .send(event(json!({
-            "type": "ready",
-            "stt": stt_ready,
-            "stt_reason": if stt_ready { None } else { stt_reason(&state) },
-            "hands_free": stt_ready && vad_ready,
-            "input": { "format": "pcm16", "channels": 1, "sample_rates": [8000, 16000, 22050, 24000, 32000, 44100, 48000] },
-            "max_utterance_ms": limits.max_utterance.as_millis() as u64,
-            "max_message_bytes": limits.max_message_bytes,
-        })))
+        .send(
+            ServerEvent::Ready {
+                stt: stt_ready,
+                stt_reason: if stt_ready { None } else { stt_reason(&state) },
+                hands_free: stt_ready && vad_ready,
+                input: InputFormats {
+                    format: "pcm16",
+                    channels: 1,
+                    sample_rates: &[8000, 16000, 22050, 24000, 32000, 44100, 48000],
+                },
+                max_utterance_ms: limits.max_utterance.as_millis() as u64,
+                max_message_bytes: limits.max_message_bytes,
+            }
+            .message(),
+        )
         .await;
 
     let history = Arc::new(std::sync::Mutex::new(VecDeque::<ChatMessage>::new()));
@@ -584,9 +587,7 @@ async fn session(socket: WebSocket, state: AppState) {
                                         spoken: None,
                                         incremental: incremental.unwrap_or(limits.incremental),
                                     });
-                                    let _ = out
-                                        .send(event(json!({ "type": "listening", "mode": "hands_free" })))
-                                        .await;
+                                    let _ = out.send(ServerEvent::Listening { mode: "hands_free" }.message()).await;
                                 }
                                 Err(e) => {
                                     let _ = out.send(error_event("bad_format", e)).await;
@@ -613,7 +614,7 @@ async fn session(socket: WebSocket, state: AppState) {
                             }
                             finish_utterance(&state, &out, &history, &mut h, &mut turn).await;
                         }
-                        let _ = out.send(event(json!({ "type": "listening_stopped" }))).await;
+                        let _ = out.send(ServerEvent::ListeningStopped.message()).await;
                     }
                     ClientMessage::End => match utterance.take() {
                         None => {
@@ -658,7 +659,7 @@ async fn session(socket: WebSocket, state: AppState) {
                     }
                     ClientMessage::Reset => {
                         history.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                        let _ = out.send(event(json!({ "type": "reset" }))).await;
+                        let _ = out.send(ServerEvent::Reset.message()).await;
                     }
                 }
             }
@@ -736,27 +737,24 @@ const LINGER: Duration = Duration::from_secs(1);
 
 fn stt_reason(state: &AppState) -> Option<String> {
     let snapshot = state.readiness.current();
-    let record = snapshot.service(ServiceName::Stt)?;
-    Some(match &record.phase {
-        hearth_core::readiness::Phase::Failed { error } => format!("speech to text failed: {error}"),
-        hearth_core::readiness::Phase::NotInstalled { reason } | hearth_core::readiness::Phase::Disabled { reason } => {
-            format!("speech to text is not installed: {reason}")
-        }
-        other => format!("speech to text is {}", other.status()),
+    Some(match snapshot.why_not_ready(ServiceName::Stt)? {
+        NotReady::NotConfigured => return None,
+        NotReady::Failed { error } => format!("speech to text failed: {error}"),
+        NotReady::NotInstalled { reason } => format!("speech to text is not installed: {reason}"),
+        NotReady::Starting { status, .. } => format!("speech to text is {status}"),
     })
 }
 
 fn vad_reason(state: &AppState) -> String {
     let snapshot = state.readiness.current();
-    match snapshot.service(ServiceName::Vad).map(|r| &r.phase) {
-        None => "hands-free needs a [vad] service in plugins.toml, and there is none".to_owned(),
-        Some(hearth_core::readiness::Phase::Failed { error }) => format!("voice activity detection failed: {error}"),
-        Some(
-            hearth_core::readiness::Phase::NotInstalled { reason } | hearth_core::readiness::Phase::Disabled { reason },
-        ) => {
-            format!("voice activity detection is not installed: {reason}")
+    match snapshot.why_not_ready(ServiceName::Vad) {
+        Some(NotReady::NotConfigured) => {
+            "hands-free needs a [vad] service in plugins.toml, and there is none".to_owned()
         }
-        Some(other) => format!("voice activity detection is {}", other.status()),
+        Some(NotReady::Failed { error }) => format!("voice activity detection failed: {error}"),
+        Some(NotReady::NotInstalled { reason }) => format!("voice activity detection is not installed: {reason}"),
+        Some(NotReady::Starting { status, .. }) => format!("voice activity detection is {status}"),
+        None => "voice activity detection is ready".to_owned(),
     }
 }
 
@@ -844,9 +842,7 @@ async fn on_heard(
                 if let Some(t) = turn.take() {
                     if t.speaking() {
                         // Barge-in: the person speaks over the reply.
-                        let _ = out
-                            .send(event(json!({ "type": "cancelled", "reason": "barge_in" })))
-                            .await;
+                        let _ = out.send(ServerEvent::Cancelled { reason: "barge_in" }.message()).await;
                         tokio::spawn(t.stop());
                     }
                 }
@@ -862,7 +858,7 @@ async fn on_heard(
                     deadline: None,
                     prepared: None,
                 });
-                let _ = out.send(event(json!({ "type": "speech_started", "at_ms": at }))).await;
+                let _ = out.send(ServerEvent::SpeechStarted { at_ms: at }.message()).await;
             }
         },
         Heard::End(at) => {
@@ -934,11 +930,17 @@ async fn transcribe_stretch(
             let (start_ms, end_ms) = partial.times;
             let _ = partial
                 .out
-                .send(event(json!({
-                    "type": "partial_transcript",
-                    "text": words.join(" "),
-                    "segment": { "start_ms": start_ms, "end_ms": end_ms, "text": text },
-                })))
+                .send(
+                    ServerEvent::PartialTranscript {
+                        text: words.join(" "),
+                        segment: Segment {
+                            start_ms,
+                            end_ms,
+                            text: Some(text.clone()),
+                        },
+                    }
+                    .message(),
+                )
                 .await;
         }
     }
@@ -1002,7 +1004,12 @@ async fn finish_utterance(
 ) {
     let Some(mut spoken) = hands.spoken.take() else { return };
     let _ = out
-        .send(event(json!({ "type": "speech_ended", "at_ms": spoken.last_end() })))
+        .send(
+            ServerEvent::SpeechEnded {
+                at_ms: spoken.last_end(),
+            }
+            .message(),
+        )
         .await;
     let audio = hands
         .listener
@@ -1030,11 +1037,7 @@ async fn finish_utterance(
         Err(e) => {
             spoken.drop_prepared();
             let _ = out.send(error_event("stt_failed", e.clone())).await;
-            let _ = out
-                .send(event(
-                    json!({ "type": "done", "ok": false, "cancelled": false, "error": e }),
-                ))
-                .await;
+            let _ = out.send(ServerEvent::failed(e).message()).await;
             return;
         }
     };
@@ -1042,12 +1045,20 @@ async fn finish_utterance(
     let segments: Vec<_> = spoken
         .stretches
         .iter()
-        .map(|(from, to)| json!({ "start_ms": from - spoken.first_ms, "end_ms": to - spoken.first_ms }))
+        .map(|(from, to)| Segment {
+            start_ms: from - spoken.first_ms,
+            end_ms: to - spoken.first_ms,
+            text: None,
+        })
         .collect();
     let _ = out
-        .send(event(
-            json!({ "type": "transcript", "text": text, "segments": segments }),
-        ))
+        .send(
+            ServerEvent::Transcript {
+                text: text.clone(),
+                segments,
+            }
+            .message(),
+        )
         .await;
     match spoken.prepared.take() {
         Some((prepared, gate)) if !text.trim().is_empty() => {
@@ -1059,11 +1070,7 @@ async fn finish_utterance(
             spoken.drop_prepared();
             let message = "no speech was recognised in the utterance";
             let _ = out.send(error_event("no_speech", message)).await;
-            let _ = out
-                .send(event(
-                    json!({ "type": "done", "ok": false, "cancelled": false, "error": message }),
-                ))
-                .await;
+            let _ = out.send(ServerEvent::failed(message).message()).await;
         }
     }
 }
@@ -1140,16 +1147,12 @@ async fn run_turn(
     gate: Option<watch::Receiver<Option<bool>>>,
 ) {
     let started = Instant::now();
-    let mut timings = serde_json::Map::new();
+    let mut timings = Timings::default();
     let fail = |code: &'static str, message: String| {
         let out = out.clone();
         async move {
             let _ = out.send(error_event(code, message.clone())).await;
-            let _ = out
-                .send(event(
-                    json!({ "type": "done", "ok": false, "cancelled": false, "error": message }),
-                ))
-                .await;
+            let _ = out.send(ServerEvent::failed(message).message()).await;
         }
     };
 
@@ -1169,7 +1172,7 @@ async fn run_turn(
                 })
             })
             .await;
-            timings.insert("stt_ms".into(), ms(stt_started.elapsed()).into());
+            timings.stt_ms = Some(ms(stt_started.elapsed()));
             let transcript = match result {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => return fail("stt_failed", format!("speech to text failed: {e}")).await,
@@ -1179,12 +1182,20 @@ async fn run_turn(
             let segments: Vec<_> = transcript
                 .segments
                 .iter()
-                .map(|s| json!({ "start_ms": s.start_ms, "end_ms": s.end_ms, "text": s.text }))
+                .map(|s| Segment {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    text: Some(s.text.clone()),
+                })
                 .collect();
             let _ = out
-                .send(event(
-                    json!({ "type": "transcript", "text": text, "segments": segments }),
-                ))
+                .send(
+                    ServerEvent::Transcript {
+                        text: text.clone(),
+                        segments,
+                    }
+                    .message(),
+                )
                 .await;
             if text.is_empty() {
                 return fail("no_speech", "no speech was recognised in the utterance".to_owned()).await;
@@ -1194,7 +1205,14 @@ async fn run_turn(
     };
     if cancel.load(Ordering::Relaxed) {
         let _ = out
-            .send(event(json!({ "type": "done", "ok": true, "cancelled": true })))
+            .send(
+                ServerEvent::Done(Done {
+                    ok: true,
+                    cancelled: true,
+                    ..Done::default()
+                })
+                .message(),
+            )
             .await;
         return;
     }
@@ -1252,14 +1270,14 @@ async fn run_turn(
                 if tts_cancel.load(Ordering::Relaxed) {
                     return Flow::Stop;
                 }
-                let header = event(json!({
-                    "type": "audio",
-                    "format": "pcm16",
-                    "channels": 1,
-                    "sample_rate": chunk.sample_rate,
-                    "samples": chunk.samples.len(),
-                    "text": chunk.text,
-                }));
+                let header = ServerEvent::Audio {
+                    format: "pcm16",
+                    channels: 1,
+                    sample_rate: chunk.sample_rate,
+                    samples: chunk.samples.len(),
+                    text: chunk.text.clone(),
+                }
+                .message();
                 let bytes: Vec<u8> = chunk.samples.iter().flat_map(|s| s.to_le_bytes()).collect();
                 {
                     let mut until = tts_played.lock().unwrap_or_else(|e| e.into_inner());
@@ -1290,7 +1308,9 @@ async fn run_turn(
     while let Some(piece) = token_rx.recv().await {
         first_token.get_or_insert_with(|| started.elapsed());
         reply.push_str(&piece);
-        let _ = out.send(event(json!({ "type": "reply_delta", "text": piece }))).await;
+        let _ = out
+            .send(ServerEvent::ReplyDelta { text: piece.clone() }.message())
+            .await;
         for sentence in splitter.push(&piece) {
             first_sentence.get_or_insert_with(|| chat_started.elapsed());
             let _ = sentence_tx.send(sentence);
@@ -1336,14 +1356,14 @@ async fn run_turn(
     }
 
     if let Some(t) = first_token {
-        timings.insert("first_token_ms".into(), ms(t).into());
+        timings.first_token_ms = Some(ms(t));
     }
     if let Some(t) = first_sentence {
-        timings.insert("chat_first_sentence_ms".into(), ms(t).into());
+        timings.chat_first_sentence_ms = Some(ms(t));
     }
     let first_tts = first_tts_us.load(Ordering::Relaxed);
     if first_tts > 0 {
-        timings.insert("tts_first_chunk_ms".into(), ms(Duration::from_micros(first_tts)).into());
+        timings.tts_first_chunk_ms = Some(ms(Duration::from_micros(first_tts)));
     }
     let first_audio = first_audio_us.load(Ordering::Relaxed);
     if first_audio > 0 {
@@ -1351,18 +1371,21 @@ async fn run_turn(
             .supervisor
             .metrics()
             .first_audio(Duration::from_micros(first_audio));
-        timings.insert("first_audio_ms".into(), ms(Duration::from_micros(first_audio)).into());
+        timings.first_audio_ms = Some(ms(Duration::from_micros(first_audio)));
     }
-    timings.insert("total_ms".into(), ms(started.elapsed()).into());
+    timings.total_ms = Some(ms(started.elapsed()));
     let ok = chat_error.is_none() && tts_error.is_none();
     let _ = out
-        .send(event(json!({
-            "type": "done",
-            "ok": ok,
-            "cancelled": cancelled,
-            "reply": reply.trim(),
-            "timings": timings,
-        })))
+        .send(
+            ServerEvent::Done(Done {
+                ok,
+                cancelled,
+                reply: Some(reply.trim().to_owned()),
+                timings: Some(timings),
+                error: None,
+            })
+            .message(),
+        )
         .await;
 }
 

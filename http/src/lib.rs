@@ -39,6 +39,7 @@ use hearth_core::{readiness::ReadinessRx, services::Supervisor};
 use crate::{error::ApiError, guard::Guard, readiness_view::ViewCache};
 
 pub mod conversation;
+pub mod conversation_events;
 pub mod error;
 pub mod extract;
 pub mod guard;
