@@ -9,7 +9,13 @@ export GGML_NATIVE=OFF          # portable whisper.cpp build (no -march=native)
 export CARGO_TERM_COLOR=never
 CACHE=${HEARTH_CACHE:-$HOME/.cache/hearth}
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says how long the one before it took, so a slow step shows.
+STARTED=$SECONDS
+LAST=$SECONDS
+step() {
+  printf '\n== %s (previous step: %d s; %d s so far)\n' "$*" $((SECONDS - LAST)) $((SECONDS - STARTED))
+  LAST=$SECONDS
+}
 
 step "system packages"
 ./scripts/install-deps.sh
@@ -33,3 +39,4 @@ if [ -f tests/browser/package.json ]; then
 fi
 step "deployment (systemd unit, Kubernetes manifests, Prometheus rules, container image: scripts/check-deploy.sh)"
 ./scripts/check-deploy.sh
+printf '\n== all tests passed in %d s (last step: %d s)\n' $((SECONDS - STARTED)) $((SECONDS - LAST))
