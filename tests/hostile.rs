@@ -638,3 +638,131 @@ fn an_upload_of_nested_id3_tags_is_refused_and_the_host_serves_on() {
         "the host process is still running"
     );
 }
+
+/// A FIFO, a device or a huge file given as the configuration, the admin
+/// token file or the API key file is refused at once, saying what is wrong,
+/// not read until the process hangs or runs out of memory.
+#[test]
+fn a_fifo_or_a_device_as_the_configuration_or_a_secret_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("plugins.toml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for config in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let started = Instant::now();
+        let out = Command::new(hearth_bin())
+            .args(["check", "-c", config])
+            .env("HEARTH_LOG", "error")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{config}");
+        assert!(
+            text(&out.stderr).contains("not a regular file"),
+            "{config}: {}",
+            text(&out.stderr)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{config}");
+    }
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    let out = Command::new(hearth_bin())
+        .args(["check", "-c", big.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("bytes, more than"), "{}", text(&out.stderr));
+    for key in ["admin_token_file", "api_key_file"] {
+        let scratch = Scratch::new(&ready_config(&format!("{key} = \"/dev/zero\"")));
+        let started = Instant::now();
+        let out = Command::new(hearth_bin())
+            .args([
+                "serve",
+                "-c",
+                scratch.config_path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("HEARTH_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key}");
+        assert!(
+            text(&out.stderr).contains("not a regular file"),
+            "{key}: {}",
+            text(&out.stderr)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{key}");
+    }
+}
+
+/// Sends `request` as it is on a fresh connection and returns the status.
+fn raw_status(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+/// A missing Host (HTTP/1.1) or one that is not text, and an Origin that is
+/// not text, are refused like foreign ones; an HTTP/1.0 health checker may
+/// still leave Host out.
+#[tokio::test]
+async fn a_missing_or_binary_host_or_origin_is_refused() {
+    let server = TestServer::start(&ready_config("")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    let addr = server.addr;
+    let results = tokio::task::spawn_blocking(move || {
+        let host = format!("Host: 127.0.0.1:{}\r\n", addr.port());
+        [
+            raw_status(addr, b"GET /api/ready HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            raw_status(addr, b"GET /api/ready HTTP/1.1\r\nHost: \xff\xfe\r\nConnection: close\r\n\r\n"),
+            raw_status(addr, b"GET /readyz HTTP/1.0\r\n\r\n"),
+            raw_status(
+                addr,
+                format!("POST /api/warmup HTTP/1.1\r\n{host}Origin: http://evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            ),
+            raw_status(
+                addr,
+                &[
+                    format!("POST /api/warmup HTTP/1.1\r\n{host}Origin: ").as_bytes(),
+                    b"\xff\xfe",
+                    b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ]
+                .concat(),
+            ),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(results[0], 400, "HTTP/1.1 without Host");
+    assert_eq!(results[1], 403, "a Host that is not text");
+    assert_eq!(results[2], 200, "HTTP/1.0 without Host, on a probe");
+    assert_eq!(results[3], 403, "a foreign Origin");
+    assert_eq!(results[4], 403, "an Origin that is not text");
+}
+
+/// A client's value is repeated in an error at most 64 characters long,
+/// however long it was.
+#[tokio::test]
+async fn a_huge_field_is_not_echoed_back() {
+    let server = TestServer::start(&ready_config("")).await;
+    server
+        .wait_for("ready", |s| s.state == hearth::readiness::Overall::Ready)
+        .await;
+    let model = "m".repeat(1 << 20);
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/audio/speech"))
+        .json(&serde_json::json!({ "model": model, "input": "hi", "voice": "alloy" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body = response.text().await.unwrap();
+    assert!(body.len() < 1000, "{} bytes came back", body.len());
+    assert!(body.contains(&format!("`{}…`", "m".repeat(64))), "{body}");
+}

@@ -19,6 +19,10 @@ pub use crate::service::ServiceName;
 /// The file name looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "plugins.toml";
 
+/// The largest configuration file read, in bytes (1 MiB): a catalog of
+/// engines is a few kilobytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 // ---------------------------------------------------------------------------
 // Layer 1: the file as written.
 
@@ -339,10 +343,25 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful voice assistant. Answ
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| HostError::Config {
+        let refuse = |message: String| HostError::Config {
             location: path.display().to_string(),
-            message: format!("cannot read the configuration: {e}"),
-        })?;
+            message,
+        };
+        // Only a regular file of a sane size: a FIFO would hang the read and
+        // a device (`/dev/zero`) would never end it.
+        let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read the configuration: {e}")))?;
+        if !meta.is_file() {
+            return Err(refuse(
+                "the configuration is not a regular file; give the path of a plugins.toml".to_owned(),
+            ));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(refuse(format!(
+                "the configuration has {} bytes, more than {MAX_CONFIG_BYTES}; is this the right file?",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read the configuration: {e}")))?;
         Self::parse(path, &text)
     }
 

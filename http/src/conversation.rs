@@ -61,6 +61,7 @@ use hearth_core::{
 
 use crate::{
     conversation_events::{Done, InputFormats, Segment, ServerEvent, Timings},
+    error::echo,
     extract::Upgrade,
     server::{ConnectionSlot, Upgraded},
     AppState,
@@ -1081,9 +1082,9 @@ fn describe_parse_error(text: &str, e: &serde_json::Error) -> String {
         Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
             None => "a message needs a \"type\": start, end, text, cancel or reset".to_owned(),
             Some(t) if !["start", "end", "text", "cancel", "reset"].contains(&t) => {
-                format!("unknown type `{t}`: expected start, end, text, cancel or reset")
+                format!("unknown type `{}`: expected start, end, text, cancel or reset", echo(t))
             }
-            Some(t) => format!("bad `{t}` message: {e}"),
+            Some(t) => format!("bad `{}` message: {e}", echo(t)),
         },
     }
 }
@@ -1091,7 +1092,8 @@ fn describe_parse_error(text: &str, e: &serde_json::Error) -> String {
 fn check_format(format: &str, sample_rate: u32, channels: u16) -> Result<(), String> {
     if format != "pcm16" {
         return Err(format!(
-            "format `{format}` is not supported: send \"pcm16\" (signed 16-bit little-endian)"
+            "format `{}` is not supported: send \"pcm16\" (signed 16-bit little-endian)",
+            echo(format)
         ));
     }
     if channels != 1 {

@@ -98,6 +98,19 @@ fn core_status(error: &HostError) -> StatusCode {
     }
 }
 
+/// The longest piece of a client's value an error message repeats.
+pub const ECHO_CHARS: usize = 64;
+
+/// A client's value as an error message repeats it: at most
+/// [`ECHO_CHARS`] characters, then `…`, so that a megabyte sent as a model
+/// name is not sent back (or logged) whole.
+pub fn echo(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_owned(),
+    }
+}
+
 /// The HTTP layer's result type.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 

@@ -124,12 +124,31 @@ fn bearer_matches(expected: Option<&str>, headers: &HeaderMap) -> bool {
 pub async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let guard = &state.guard;
     let headers = request.headers();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // Fail closed: a Host that is not text is refused like a foreign one, and
+    // an HTTP/1.1 request without one is malformed (RFC 9112, 3.2). Only an
+    // HTTP/1.0 client (a bare health checker) may leave it out.
+    let host = match headers.get(header::HOST).map(|v| v.to_str()) {
+        Some(Ok(host)) => Some(host),
+        Some(Err(_)) => {
+            state.supervisor.metrics().refused(Refusal::Host);
+            return ApiError::Forbidden(
+                "the Host header is not plain text; send the name or address of this server".to_owned(),
+            )
+            .into_response();
+        }
+        None if request.version() >= axum::http::Version::HTTP_11 => {
+            state.supervisor.metrics().refused(Refusal::Host);
+            return ApiError::BadRequest("an HTTP/1.1 request needs a Host header naming this server".to_owned())
+                .into_response();
+        }
+        None => None,
+    };
     if let Some(host) = host {
         if !guard.host_allowed(host) {
             state.supervisor.metrics().refused(Refusal::Host);
             return ApiError::Forbidden(format!(
-                "requests for host {host:?} are not served here; add it to [host] allowed_hosts if it names this server"
+                "requests for host `{}` are not served here; add it to [host] allowed_hosts if it names this server",
+                crate::error::echo(host)
             ))
             .into_response();
         }
@@ -140,11 +159,14 @@ pub async fn check(State(state): State<AppState>, request: Request, next: Next) 
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if upgrade || changes {
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // An Origin that is not text names no page that may drive Hearth.
+        let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        if let Some(origin) = origin {
             if !guard.origin_allowed(origin, host) {
                 state.supervisor.metrics().refused(Refusal::Origin);
                 return ApiError::Forbidden(format!(
-                    "requests from the page at {origin} are not allowed; add it to [host] allowed_origins to let it drive Hearth"
+                    "requests from the page at {} are not allowed; add it to [host] allowed_origins to let it drive Hearth",
+                    crate::error::echo(origin)
                 ))
                 .into_response();
             }

@@ -44,7 +44,7 @@ use hearth_core::{
 };
 
 use crate::{
-    error::ApiError,
+    error::{echo, ApiError},
     extract::{Json, Multipart},
     AppState,
 };
@@ -135,7 +135,8 @@ fn check_model(
     let mut names = vec![id];
     names.extend(aliases.iter().map(|a| (*a).to_owned()));
     Err(ApiError::UnknownModel(format!(
-        "the model `{model}` is not served here; for {service} use one of: {} (GET /v1/models lists them)",
+        "the model `{}` is not served here; for {service} use one of: {} (GET /v1/models lists them)",
+        echo(model),
         names.join(", ")
     )))
 }
@@ -245,7 +246,8 @@ pub async fn model(
         .map(axum::Json)
         .ok_or_else(|| {
             ApiError::UnknownModel(format!(
-                "the model `{id}` is not served here; the models are: {}",
+                "the model `{}` is not served here; the models are: {}",
+                echo(&id),
                 ids.join(", ")
             ))
         })
@@ -331,7 +333,8 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
     let format_name = request.response_format.as_deref().unwrap_or("mp3");
     let format = Format::parse(format_name).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "response_format `{format_name}` is not supported; use one of: {}",
+            "response_format `{}` is not supported; use one of: {}",
+            echo(format_name),
             Format::ALL.map(Format::name).join(", ")
         ))
     })?;
@@ -340,7 +343,8 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         "sse" => true,
         other => {
             return Err(ApiError::BadRequest(format!(
-                "stream_format `{other}` is not supported; use `audio` or `sse`"
+                "stream_format `{}` is not supported; use `audio` or `sse`",
+                echo(other)
             )))
         }
     };
@@ -364,7 +368,8 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
     if let Some(voice) = request.voice.as_ref().map(Voice::name).filter(|v| !v.is_empty()) {
         if voice != voice_name && !OPENAI_VOICES.contains(&voice) {
             return Err(ApiError::BadRequest(format!(
-                "voice `{voice}` is not loaded; use `{voice_name}` or an OpenAI voice name ({}), which speak with it",
+                "voice `{}` is not loaded; use `{voice_name}` or an OpenAI voice name ({}), which speak with it",
+                echo(voice),
                 OPENAI_VOICES.join(", ")
             )));
         }
@@ -643,7 +648,8 @@ pub async fn transcriptions(State(state): State<AppState>, Multipart(form): Mult
     let response_format = request.response_format.as_deref().unwrap_or("json").to_owned();
     if !["json", "text", "srt", "vtt", "verbose_json"].contains(&response_format.as_str()) {
         return Err(ApiError::BadRequest(format!(
-            "response_format `{response_format}` is not supported; use json, text, srt, vtt or verbose_json"
+            "response_format `{}` is not supported; use json, text, srt, vtt or verbose_json",
+            echo(&response_format)
         )));
     }
     let Some((bytes, file_name, kind)) = request.file else {
@@ -817,7 +823,8 @@ fn to_messages(request: &ChatRequest) -> crate::error::Result<Vec<Message>> {
                 "assistant" => Role::Assistant,
                 other => {
                     return Err(ApiError::BadRequest(format!(
-                        "messages[{i}].role `{other}` is not supported; use system, developer, user or assistant"
+                        "messages[{i}].role `{}` is not supported; use system, developer, user or assistant",
+                        echo(other)
                     )))
                 }
             };
@@ -830,7 +837,7 @@ fn to_messages(request: &ChatRequest) -> crate::error::Result<Vec<Message>> {
                         if part.kind != "text" {
                             return Err(ApiError::BadRequest(format!(
                                 "messages[{i}] has a `{}` part; only text is supported",
-                                part.kind
+                                echo(&part.kind)
                             )));
                         }
                         text.push_str(part.text.as_deref().unwrap_or_default());
