@@ -42,7 +42,12 @@ fn idle_router() -> (axum::Router, Scratch) {
 
 async fn get(app: &axum::Router, uri: &str) -> axum::response::Response {
     app.clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get(uri)
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap()
 }
@@ -80,7 +85,12 @@ async fn unknown_paths_and_methods_get_json_errors() {
     assert_eq!(body_json(response).await["error"]["code"], "not_found");
     let response = app
         .clone()
-        .oneshot(Request::delete("/api/ready").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::delete("/api/ready")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -90,7 +100,13 @@ async fn unknown_paths_and_methods_get_json_errors() {
 #[tokio::test]
 async fn retry_of_unknown_or_healthy_services_is_refused() {
     let (app, _s) = idle_router();
-    let post = |uri: &str| Request::post(uri).body(Body::empty()).unwrap();
+    // As every HTTP/1.1 client does, the requests name the server.
+    let post = |uri: &str| {
+        Request::post(uri)
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap()
+    };
     let response = app.clone().oneshot(post("/api/services/vision/retry")).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let json = body_json(response).await;
