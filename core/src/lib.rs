@@ -3,7 +3,8 @@
 //!
 //! It reads `plugins.toml` ([`config`]), opens plugin libraries ([`plugin`],
 //! [`open`]), runs engines in this process or in worker processes
-//! ([`engine`], [`worker`]), and supervises them ([`services`]): loads and
+//! ([`engine`], [`worker`]) and lets async code call them ([`calls`]), and
+//! supervises them ([`services`]): loads and
 //! warms them in parallel, retries, probes, restarts and reloads them (with
 //! [`reload`] deciding the plan, and [`live`] reloading on SIGHUP or when the
 //! file changes). It publishes what it knows through one state machine
@@ -16,6 +17,7 @@
 //! ([`HostError`]) carry a protocol-neutral code that each front maps onto
 //! its own answers.
 
+pub mod calls;
 pub mod config;
 pub mod engine;
 pub mod error;

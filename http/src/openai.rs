@@ -36,9 +36,9 @@ use hearth_plugin_api::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use hearth_core::{
+    calls::{Emitter, Streamed},
     config::ServiceName,
     readiness::{NotReady, Phase, Snapshot, Status},
 };
@@ -381,9 +381,10 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         )));
     }
 
-    let (tx, mut rx) = mpsc::channel::<Piece>(STREAM_QUEUE);
     let options = SpeechOptions { speed };
-    tokio::task::spawn_blocking(move || {
+    // Encoded on the blocking pool, beside the engine: Opus and MP3 take
+    // milliseconds per second of audio, too long for an async thread.
+    let mut rx = Streamed::spawn(STREAM_QUEUE, move |out: &Emitter<Piece>| {
         let mut encoder: Option<(Box<dyn hearth_audio::Encoder>, u32)> = None;
         let result = tts.synthesize_with(&text, &options, |chunk| {
             let rate = chunk.sample_rate;
@@ -392,14 +393,14 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
                 None => match hearth_audio::encoder(format, rate) {
                     Ok(new) => encoder.insert((new, rate)),
                     Err(e) => {
-                        let _ = tx.blocking_send(Piece::Failed(e.to_string()));
+                        let _ = out.send(Piece::Failed(e.to_string()));
                         return Flow::Stop;
                     }
                 },
             };
             if *at != rate {
                 let changed = format!("the engine changed its sample rate from {at} to {rate} Hz mid-stream");
-                let _ = tx.blocking_send(Piece::Failed(changed));
+                let _ = out.send(Piece::Failed(changed));
                 return Flow::Stop;
             }
             // In slices of a tenth of a second: the first bytes of a long
@@ -411,8 +412,8 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
                     Err(e) => Piece::Failed(e.to_string()),
                 };
                 let failed = matches!(piece, Piece::Failed(_));
-                // A client that went away closes the channel: stop speaking.
-                if tx.blocking_send(piece).is_err() || failed {
+                // A client that went away drops the stream: stop speaking.
+                if out.send(piece) == Flow::Stop || failed {
                     return Flow::Stop;
                 }
             }
@@ -426,12 +427,13 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
             },
             (Ok(()), None) => Piece::Nothing,
         };
-        let _ = tx.blocking_send(last);
+        let _ = out.send(last);
+        Ok(())
     });
 
     // The first piece decides the status: an engine that fails before any
     // audio is an error answer, not a 200 with an empty body.
-    let (first, rate) = match rx.recv().await {
+    let (first, rate) = match rx.next().await {
         Some(Piece::Bytes(bytes, rate)) => (bytes, rate),
         Some(Piece::Failed(e)) => {
             return Err(ApiError::Core(HostError::Engine {
@@ -452,7 +454,7 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         }
     };
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await? {
+        match rx.next().await? {
             Piece::Bytes(bytes, _) => Some((Ok(bytes), rx)),
             // Only ever the first piece.
             Piece::Nothing => None,
@@ -657,34 +659,34 @@ pub async fn transcriptions(State(state): State<AppState>, Multipart(form): Mult
             "no `file` field: upload the recording as multipart field `file`".into(),
         ));
     };
-    let (transcript, seconds) = tokio::task::spawn_blocking(move || {
-        let decoded =
-            hearth_audio::decode(&bytes, file_name.as_deref(), kind.as_deref(), 16_000).map_err(|e| match e {
-                AudioError::Unsupported(_) => ApiError::UnsupportedMedia(e.to_string()),
-                other => ApiError::BadRequest(other.to_string()),
-            })?;
-        if decoded.samples.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "the recording ({}) holds no audio",
-                decoded.codec
-            )));
-        }
-        let seconds = decoded.samples.len() as f64 / 16_000.0;
-        let audio = Audio {
-            sample_rate: 16_000,
-            channels: 1,
-            samples: Samples::I16(decoded.samples),
-        };
-        let transcript = stt.transcribe(&audio).map_err(|message| {
-            ApiError::Core(HostError::Engine {
-                service: ServiceName::Stt,
-                message,
-            })
-        })?;
-        Ok::<_, ApiError>((transcript, seconds))
+    // Client bytes are decoded on the blocking pool, beside the engines.
+    let decoded = hearth_core::calls::blocking(move || {
+        hearth_audio::decode(&bytes, file_name.as_deref(), kind.as_deref(), 16_000)
     })
     .await
-    .map_err(|e| ApiError::Core(HostError::Other(format!("the transcription task failed: {e}"))))??;
+    .map_err(ApiError::other)?
+    .map_err(|e| match e {
+        AudioError::Unsupported(_) => ApiError::UnsupportedMedia(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    if decoded.samples.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "the recording ({}) holds no audio",
+            decoded.codec
+        )));
+    }
+    let seconds = decoded.samples.len() as f64 / 16_000.0;
+    let audio = Audio {
+        sample_rate: 16_000,
+        channels: 1,
+        samples: Samples::I16(decoded.samples),
+    };
+    let transcript = stt.transcription(audio).await.map_err(|message| {
+        ApiError::Core(HostError::Engine {
+            service: ServiceName::Stt,
+            message,
+        })
+    })?;
     let text = transcript.text.trim().to_owned();
 
     if request.stream {
@@ -857,15 +859,14 @@ enum Token {
     Failed(String),
 }
 
-/// Runs the chat in a blocking thread, sending its pieces; enforces
+/// Runs the chat on the blocking pool, streaming its pieces; enforces
 /// `max_tokens` and `stop` itself for engines that do not declare them.
 fn start_chat(
     chat: hearth_core::engine::ChatHandle,
     messages: Vec<Message>,
     options: ChatOptions,
-) -> mpsc::Receiver<Token> {
-    let (tx, rx) = mpsc::channel::<Token>(64);
-    tokio::task::spawn_blocking(move || {
+) -> Streamed<Token, ()> {
+    Streamed::spawn(64, move |out: &Emitter<Token>| {
         let capabilities = chat.capabilities();
         let limit = options
             .max_tokens
@@ -888,7 +889,7 @@ fn start_chat(
                 cut = Some("stop");
             }
             sent += 1;
-            if !piece.is_empty() && tx.blocking_send(Token::Piece(piece)).is_err() {
+            if !piece.is_empty() && out.send(Token::Piece(piece)) == Flow::Stop {
                 return Flow::Stop;
             }
             if limit.is_some_and(|n| sent >= n) {
@@ -911,9 +912,9 @@ fn start_chat(
             },
             Err(e) => Token::Failed(e),
         };
-        let _ = tx.blocking_send(last);
-    });
-    rx
+        let _ = out.send(last);
+        Ok(())
+    })
 }
 
 /// `POST /v1/chat/completions`.
@@ -972,7 +973,7 @@ pub async fn chat_completions(
     if request.stream != Some(true) {
         let mut reply = String::new();
         let (finish_reason, tokens) = loop {
-            match rx.recv().await {
+            match rx.next().await {
                 Some(Token::Piece(piece)) => reply.push_str(&piece),
                 Some(Token::Done { finish_reason, tokens }) => break (finish_reason, tokens),
                 Some(Token::Failed(message)) => {
@@ -1014,7 +1015,7 @@ pub async fn chat_completions(
             if ended {
                 return None;
             }
-            Some(match rx.recv().await {
+            Some(match rx.next().await {
                 Some(Token::Piece(piece)) => (Ok(chunk(json!({"content": piece}), None)), (rx, false)),
                 Some(Token::Done { finish_reason, .. }) => {
                     let mut last = chunk(json!({}), Some(&finish_reason)).to_vec();

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use hearth_plugin_api::{
     client::{Audio, Samples},
     text::SentenceSplitter,
-    Flow,
+    SpeechOptions,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -61,10 +61,17 @@ impl Outbox {
         self.frames.send(event.encode()).await.is_ok()
     }
 
-    /// Queues `event` from a blocking thread; false when the client is gone
-    /// or the connection is closing.
-    fn blocking_send(&self, event: Outbound) -> bool {
-        !self.closing.is_cancelled() && self.frames.blocking_send(event.encode()).is_ok()
+    /// Queues `event` of a reply in progress, waiting while the client is
+    /// behind; false when the client is gone or the connection is closing
+    /// (so the reply stops).
+    async fn deliver(&self, event: Outbound) -> bool {
+        if self.closing.is_cancelled() {
+            return false;
+        }
+        tokio::select! {
+            sent = self.frames.send(event.encode()) => sent.is_ok(),
+            () = self.closing.cancelled() => false,
+        }
     }
 
     /// Sends the `error` event for `error` and closes the connection.
@@ -273,13 +280,10 @@ impl Session {
                 channels: 1,
                 samples: Samples::I16(samples),
             };
-            let result = tokio::task::spawn_blocking(move || stt.transcribe(&audio))
-                .await
-                .map_err(|e| WyomingError::Other(format!("transcription failed: {e}")))?
-                .map_err(|message| HostError::Engine {
-                    service: ServiceName::Stt,
-                    message,
-                })?;
+            let result = stt.transcription(audio).await.map_err(|message| HostError::Engine {
+                service: ServiceName::Stt,
+                message,
+            })?;
             let mut pieces: Vec<String> = result
                 .segments
                 .iter()
@@ -317,10 +321,7 @@ impl Session {
             self.out.send(Outbound::AudioStop { timestamp: None }).await;
             return Ok(());
         }
-        let out = self.out.clone();
-        tokio::task::spawn_blocking(move || speak(&tts, &text, &out, true))
-            .await
-            .map_err(|e| WyomingError::Other(format!("synthesis failed: {e}")))?
+        speak(&tts, text, &self.out, true).await
     }
 }
 
@@ -331,14 +332,7 @@ impl SpeechStream {
         let (sentences, mut queue) = mpsc::channel::<String>(SENTENCE_QUEUE);
         let task = tokio::spawn(async move {
             while let Some(sentence) = queue.recv().await {
-                let (tts, speaker) = (tts.clone(), out.clone());
-                let spoken = tokio::task::spawn_blocking(move || speak(&tts, &sentence, &speaker, false)).await;
-                let failure = match spoken {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(e) => Some(WyomingError::Other(format!("streamed synthesis failed: {e}"))),
-                };
-                if let Some(error) = failure {
+                if let Err(error) = speak(&tts, sentence, &out, false).await {
                     out.fail(&error).await;
                     return false;
                 }
@@ -356,44 +350,38 @@ impl SpeechStream {
     }
 }
 
-/// Speaks `text` on this blocking thread, sending `audio-start` before the
-/// first chunk and `audio-stop` after the last (also without any audio when
-/// `always_stop`). Stops early when the client goes or the connection
-/// closes.
-fn speak(tts: &TtsHandle, text: &str, out: &Outbox, always_stop: bool) -> Result<(), WyomingError> {
+/// Speaks `text`, sending `audio-start` before the first chunk and
+/// `audio-stop` after the last (also without any audio when
+/// `always_stop`). Stops the engine early when the client goes or the
+/// connection closes.
+async fn speak(tts: &TtsHandle, text: String, out: &Outbox, always_stop: bool) -> Result<(), WyomingError> {
+    let mut speech = tts.speak(text, SpeechOptions::default());
     let mut started = false;
-    let mut gone = false;
-    let result = tts.synthesize(text, |speech| {
+    while let Some(chunk) = speech.next().await {
         if !started {
             started = true;
             let start = Outbound::AudioStart {
-                rate: speech.sample_rate,
+                rate: chunk.sample_rate,
                 width: 2,
                 channels: 1,
                 timestamp: None,
             };
-            if !out.blocking_send(start) {
-                gone = true;
-                return Flow::Stop;
+            if !out.deliver(start).await {
+                return Ok(());
             }
         }
-        for chunk in audio::chunks(speech.sample_rate, &speech.samples) {
-            if !out.blocking_send(chunk) {
-                gone = true;
-                return Flow::Stop;
+        for frame in audio::chunks(chunk.sample_rate, &chunk.samples) {
+            if !out.deliver(frame).await {
+                return Ok(());
             }
         }
-        Flow::Continue
-    });
-    if gone {
-        return Ok(());
     }
-    result.map_err(|message| HostError::Engine {
+    speech.finish().await.map_err(|message| HostError::Engine {
         service: ServiceName::Tts,
         message,
     })?;
     if started || always_stop {
-        out.blocking_send(Outbound::AudioStop { timestamp: None });
+        out.deliver(Outbound::AudioStop { timestamp: None }).await;
     }
     Ok(())
 }
