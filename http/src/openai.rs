@@ -40,6 +40,7 @@ use serde_json::json;
 use hearth_core::{
     calls::{Emitter, Streamed},
     config::ServiceName,
+    engine::TtsHandle,
     readiness::{NotReady, Phase, Snapshot, Status},
 };
 
@@ -324,9 +325,27 @@ enum Piece {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ))]
 pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechRequest>) -> Result<Response, ApiError> {
+    let (tts, asked) = speech_request(&state, &request)?;
+    let mut pieces = encoded_speech(tts, asked.text, asked.options, asked.format);
+    let (first, rate) = first_piece(&mut pieces).await?;
+    Ok(speech_response(first, rate, pieces, asked.format, asked.sse))
+}
+
+/// What a valid speech request asks for.
+struct SpeechAsked {
+    text: String,
+    options: SpeechOptions,
+    format: Format,
+    sse: bool,
+}
+
+/// Checks a speech request against the engine that would speak it: ready,
+/// the model and voice it serves, a format, stream format, input and speed
+/// it can honour. Refusals say what to send instead.
+fn speech_request(state: &AppState, request: &SpeechRequest) -> Result<(TtsHandle, SpeechAsked), ApiError> {
     // Readiness first: while loading, a model's name is not known yet.
     let Some(tts) = state.supervisor.tts() else {
-        return Err(not_ready(&state, &state.readiness.current(), ServiceName::Tts));
+        return Err(not_ready(state, &state.readiness.current(), ServiceName::Tts));
     };
     let snapshot = state.readiness.current();
     check_model(&snapshot, ServiceName::Tts, request.model.as_deref(), &TTS_ALIASES)?;
@@ -380,11 +399,21 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
             tts.plugin().name
         )));
     }
+    let asked = SpeechAsked {
+        text,
+        options: SpeechOptions { speed },
+        format,
+        sse,
+    };
+    Ok((tts, asked))
+}
 
-    let options = SpeechOptions { speed };
-    // Encoded on the blocking pool, beside the engine: Opus and MP3 take
-    // milliseconds per second of audio, too long for an async thread.
-    let mut rx = Streamed::spawn(STREAM_QUEUE, move |out: &Emitter<Piece>| {
+/// Speaks `text` and encodes it as `format` on the blocking pool, beside
+/// the engine (Opus and MP3 take milliseconds per second of audio, too long
+/// for an async thread): the encoder's pieces, then a last one that says
+/// how it ended. Dropping the stream stops the engine.
+fn encoded_speech(tts: TtsHandle, text: String, options: SpeechOptions, format: Format) -> Streamed<Piece, ()> {
+    Streamed::spawn(STREAM_QUEUE, move |out: &Emitter<Piece>| {
         let mut encoder: Option<(Box<dyn hearth_audio::Encoder>, u32)> = None;
         let result = tts.synthesize_with(&text, &options, |chunk| {
             let rate = chunk.sample_rate;
@@ -429,30 +458,33 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
         };
         let _ = out.send(last);
         Ok(())
-    });
+    })
+}
 
-    // The first piece decides the status: an engine that fails before any
-    // audio is an error answer, not a 200 with an empty body.
-    let (first, rate) = match rx.next().await {
-        Some(Piece::Bytes(bytes, rate)) => (bytes, rate),
-        Some(Piece::Failed(e)) => {
-            return Err(ApiError::Core(HostError::Engine {
-                service: ServiceName::Tts,
-                message: e,
-            }))
-        }
-        Some(Piece::Nothing) => {
-            return Err(ApiError::BadRequest(
-                "`input` has nothing the voice can speak (no words); send text".into(),
-            ))
-        }
-        None => {
-            return Err(ApiError::Core(HostError::Engine {
-                service: ServiceName::Tts,
-                message: "speech synthesis ended without audio".into(),
-            }))
-        }
-    };
+/// The first piece of the speech, and its sample rate. It decides the
+/// status: an engine that fails before any audio is an error answer, not a
+/// 200 with an empty body.
+async fn first_piece(rx: &mut Streamed<Piece, ()>) -> Result<(Bytes, u32), ApiError> {
+    match rx.next().await {
+        Some(Piece::Bytes(bytes, rate)) => Ok((bytes, rate)),
+        Some(Piece::Failed(e)) => Err(ApiError::Core(HostError::Engine {
+            service: ServiceName::Tts,
+            message: e,
+        })),
+        Some(Piece::Nothing) => Err(ApiError::BadRequest(
+            "`input` has nothing the voice can speak (no words); send text".into(),
+        )),
+        None => Err(ApiError::Core(HostError::Engine {
+            service: ServiceName::Tts,
+            message: "speech synthesis ended without audio".into(),
+        })),
+    }
+}
+
+/// The answer: `first`, then the rest of the pieces as they come, as audio
+/// of `format` or as `speech.audio.delta` events; `X-Sample-Rate` says the
+/// rate.
+fn speech_response(first: Bytes, rate: u32, rx: Streamed<Piece, ()>, format: Format, sse: bool) -> Response {
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         match rx.next().await? {
             Piece::Bytes(bytes, _) => Some((Ok(bytes), rx)),
@@ -503,7 +535,7 @@ pub async fn speech(State(state): State<AppState>, Json(request): Json<SpeechReq
     if let Ok(value) = HeaderValue::from_str(&rate.to_string()) {
         headers.insert("x-sample-rate", value);
     }
-    Ok(response)
+    response
 }
 
 // ---------------------------------------------------------------------------
