@@ -263,6 +263,66 @@ impl Worker {
     pub fn spawn(plugin: &Path, service: &str, limits: Limits) -> Result<(Self, PluginMeta), OpenError> {
         let (host_end, worker_end) =
             UnixStream::pair().map_err(|e| OpenError::Died(format!("cannot make a channel for a worker: {e}")))?;
+        let command = Self::command(plugin, &worker_end, &limits)?;
+        let mut child = spawn_on_keeper(command)
+            .map_err(|e| OpenError::Died(format!("cannot start a worker for {service}: {e}")))?;
+        drop(worker_end);
+        let pid = child.id();
+        let file_stem = plugin
+            .file_stem()
+            .map(|s| s.to_string_lossy().trim_start_matches("lib").to_owned())
+            .unwrap_or_default();
+        let (tail, stderr_thread) = Self::forward_stderr(&mut child, service, pid);
+        let shared = Arc::new(Shared {
+            file_stem,
+            plugin_name: OnceLock::new(),
+            service: service.to_owned(),
+            pid,
+            limits,
+            writer: Mutex::new(
+                host_end
+                    .try_clone()
+                    .map_err(|e| OpenError::Died(format!("cannot use the worker channel: {e}")))?,
+            ),
+            calls: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            dead: OnceLock::new(),
+            killed_for: OnceLock::new(),
+            stopping: AtomicBool::new(false),
+            opening: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            on_death: Mutex::new(None),
+        });
+        let worker = Self {
+            shared: Arc::clone(&shared),
+        };
+        let mut reader = BufReader::new(host_end);
+        let opened = Self::handshake(&shared, &mut reader, &limits);
+        shared.opening.store(opened.is_none(), Ordering::Release);
+        let started = Self::start_reader(Arc::clone(&shared), reader, child, tail, stderr_thread);
+        let opened = match opened {
+            Some(opened) => opened,
+            None => {
+                if !started {
+                    worker.kill("it did not answer".into());
+                }
+                // The reader saw the end: wait for its report.
+                return Err(OpenError::Died(
+                    worker.wait_dead(Duration::from_secs(5), "while opening the library"),
+                ));
+            }
+        };
+        let opened = opened.map_err(OpenError::Refused)?;
+        let meta = meta_of(&opened, plugin).map_err(OpenError::Refused)?;
+        let _ = shared.plugin_name.set(meta.name.clone());
+        Ok((worker, meta))
+    }
+
+    /// The worker's command: this program's `__worker` entry point for
+    /// `plugin`, with `worker_end` as its channel (fd 3), in a process group
+    /// of its own (so its grandchildren die with it), killed when the host
+    /// dies, and under the service's memory limit.
+    fn command(plugin: &Path, worker_end: &UnixStream, limits: &Limits) -> Result<Command, OpenError> {
         let exe = worker_program().map_err(OpenError::Died)?;
         let mut command = Command::new(exe);
         command
@@ -310,14 +370,17 @@ impl Worker {
                 Ok(())
             });
         }
-        let mut child = spawn_on_keeper(command)
-            .map_err(|e| OpenError::Died(format!("cannot start a worker for {service}: {e}")))?;
-        drop(worker_end);
-        let pid = child.id();
-        let file_stem = plugin
-            .file_stem()
-            .map(|s| s.to_string_lossy().trim_start_matches("lib").to_owned())
-            .unwrap_or_default();
+        Ok(command)
+    }
+
+    /// Forwards the worker's stderr to the log, line by line, keeping the
+    /// last [`STDERR_TAIL`] lines for the report of its death.
+    #[allow(clippy::type_complexity)]
+    fn forward_stderr(
+        child: &mut Child,
+        service: &str,
+        pid: u32,
+    ) -> (Arc<Mutex<VecDeque<String>>>, Option<std::thread::JoinHandle<()>>) {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_thread = child.stderr.take().map(|stderr| {
             let tail = Arc::clone(&tail);
@@ -340,32 +403,17 @@ impl Worker {
             Some(Ok(handle)) => Some(handle),
             _ => None,
         };
-        let shared = Arc::new(Shared {
-            file_stem,
-            plugin_name: OnceLock::new(),
-            service: service.to_owned(),
-            pid,
-            limits,
-            writer: Mutex::new(
-                host_end
-                    .try_clone()
-                    .map_err(|e| OpenError::Died(format!("cannot use the worker channel: {e}")))?,
-            ),
-            calls: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            dead: OnceLock::new(),
-            killed_for: OnceLock::new(),
-            stopping: AtomicBool::new(false),
-            opening: AtomicBool::new(true),
-            closed: AtomicBool::new(false),
-            on_death: Mutex::new(None),
-        });
-        let worker = Self {
-            shared: Arc::clone(&shared),
-        };
+        (tail, stderr_thread)
+    }
 
-        // The handshake, with a deadline: the library's constructors run now.
-        let mut reader = BufReader::new(host_end);
+    /// The handshake, with a deadline (`limits.quick`): the library's
+    /// constructors run now. What the worker says of the library, or `None`
+    /// when it did not answer in time or spoke another protocol version.
+    fn handshake(
+        shared: &Shared,
+        reader: &mut BufReader<UnixStream>,
+        limits: &Limits,
+    ) -> Option<Result<Opened, String>> {
         let hello: Option<FromWorker> = (|| {
             reader.get_ref().set_read_timeout(Some(limits.quick)).ok()?;
             write_frame(
@@ -373,32 +421,14 @@ impl Worker {
                 &ToWorker::Hello { version: VERSION },
             )
             .ok()?;
-            let hello = read_frame::<FromWorker>(&mut reader).ok()??;
+            let hello = read_frame::<FromWorker>(reader).ok()??;
             reader.get_ref().set_read_timeout(None).ok()?;
             Some(hello)
         })();
-        let opened = match hello {
+        match hello {
             Some(FromWorker::Hello { version, opened }) if version == VERSION => Some(opened),
             _ => None,
-        };
-        shared.opening.store(opened.is_none(), Ordering::Release);
-        let started = Self::start_reader(Arc::clone(&shared), reader, child, tail, stderr_thread);
-        let opened = match opened {
-            Some(opened) => opened,
-            None => {
-                if !started {
-                    worker.kill("it did not answer".into());
-                }
-                // The reader saw the end: wait for its report.
-                return Err(OpenError::Died(
-                    worker.wait_dead(Duration::from_secs(5), "while opening the library"),
-                ));
-            }
-        };
-        let opened = opened.map_err(OpenError::Refused)?;
-        let meta = meta_of(&opened, plugin).map_err(OpenError::Refused)?;
-        let _ = shared.plugin_name.set(meta.name.clone());
-        Ok((worker, meta))
+        }
     }
 
     /// Starts the thread that reads the worker's messages and reports its
