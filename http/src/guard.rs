@@ -67,11 +67,6 @@ impl Guard {
         self.admin_token.is_some()
     }
 
-    /// The admin token, for `hearth reload` to send.
-    pub fn token(&self) -> Option<&str> {
-        self.admin_token.as_deref()
-    }
-
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         if self.allowed_hosts.contains(&host) {
