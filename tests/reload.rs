@@ -282,6 +282,8 @@ fn hearth_reload_and_sighup_reach_a_running_server() {
     let path = served.scratch.config_path();
     let listen = format!("127.0.0.1:{}", served.port);
     wait_generation(&served, 1);
+    // A reload is refused (409) while any service still starts: wait for all.
+    served.wait("READY", |json| json["state"] == "READY");
     std::fs::write(&path, text(16000)).unwrap();
     let out = hearth(&["reload", "-c", path.to_str().unwrap(), "--listen", &listen]);
     assert!(out.status.success(), "{}{}", text_of(&out.stdout), text_of(&out.stderr));
@@ -492,6 +494,8 @@ fn hearth_reload_sends_the_admin_token() {
     let path = served.scratch.config_path();
     let listen = format!("127.0.0.1:{}", served.port);
     wait_generation(&served, 1);
+    // A reload is refused (409) while any service still starts: wait for all.
+    served.wait("READY", |json| json["state"] == "READY");
     // The configuration's own token file: the server's source, read the same way.
     std::fs::write(&path, with_token(16000)).unwrap();
     let out = hearth(&["reload", "-c", path.to_str().unwrap(), "--listen", &listen]);
