@@ -335,6 +335,8 @@ fn with_watch_an_editor_style_rename_over_the_file_reloads() {
     let served = ServeProcess::start(&text(8000));
     let path = served.scratch.config_path();
     wait_generation(&served, 1);
+    // A reload is refused (409) while any service still starts: wait for all.
+    served.wait("READY", |json| json["state"] == "READY");
     // As vim or an IDE saves: a new file, renamed over the old one.
     let tmp = served.scratch.dir.path().join(".plugins.toml.swp");
     std::fs::write(&tmp, text(16000)).unwrap();
